@@ -1,0 +1,193 @@
+"""Frozen configuration model: what the operator wrote, bound and validated.
+
+Pure layer: standard library only. These types describe intent (datacenters, services,
+checks); runtime state (health, drains) lives in `gslb.health`, never here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    idle_timeout_s: float = 10.0
+    read_timeout_s: float = 3.0
+    max_connections: int = 1024
+    max_connections_per_client: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Answers for NSID and CHAOS TXT queries; None means not configured (REFUSED)."""
+
+    nsid: str | None = None
+    id_server: str | None = None
+    hostname_bind: str | None = None
+    version_bind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[Listen, ...] = (Listen("127.0.0.1", 5353),)
+    workers: int = 1
+    udp_payload_size: int = 1232
+    tcp: TcpLimits = TcpLimits()
+    identity: Identity = Identity()
+    metrics_listen: Listen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    origin: str  # lower case, absolute, with the trailing dot
+    file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Datacenter:
+    name: str
+    latitude: float
+    longitude: float
+    region: str
+
+
+class CheckKind(enum.Enum):
+    HTTP = "http"
+    HTTPS = "https"
+    TCP = "tcp"
+    DNS = "dns"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    kind: CheckKind = CheckKind.NONE
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    port: int | None = None  # None: 80/443/53 by kind
+    address: IPAddress | None = None  # probe this instead of the endpoint address
+    # http / https
+    method: str = "GET"
+    path: str = "/"
+    host: str | None = None  # Host header and SNI
+    expect_status: tuple[int, int] = (200, 399)
+    body_contains: str | None = None
+    verify_tls: bool = True
+    # dns
+    query_name: str | None = None
+    query_type: str = "A"
+    expect_rcode: str = "NOERROR"
+    expect_answer: str | None = None
+    # gray failure
+    ewma_alpha: float = 0.3
+    degraded_rtt_ms: float | None = None  # absolute threshold
+    degraded_ratio: float | None = None  # multiple of the endpoint's long-run baseline
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One address serving one service in one datacenter."""
+
+    id: str  # "<service>/<datacenter>/<address>", stable across restarts
+    service: str
+    datacenter: str
+    address: IPAddress
+    check: Check
+    weight: int = 1
+
+
+class Policy(enum.Enum):
+    NEAREST = "nearest"
+
+
+class WhenAllDown(enum.Enum):
+    FAIL_OPEN = "fail_open"
+    FALLBACK = "fallback"
+    SERVFAIL = "servfail"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str  # absolute, lower case, trailing dot
+    zone: str  # origin of the zone holding it
+    ttl: int
+    policy: Policy
+    min_up: int  # endpoints up (per record type) for a datacenter to be eligible
+    when_all_down: WhenAllDown
+    fallback: tuple[IPAddress, ...]
+    endpoints: tuple[Endpoint, ...]
+
+    def datacenters(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.datacenter for e in self.endpoints))
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    network: IPNetwork
+    datacenter: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GeoConfig:
+    database: Path | None = None  # None: the GeoLite2 2018 City database from PyPI
+    overrides: Path | None = None
+    default_order: tuple[str, ...] = ()  # datacenters for clients with no known location
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    redis_url: str | None = None  # None: embedded mode, in-memory state
+    snapshot_path: Path | None = None
+    poll_interval_s: float = 1.0
+    redis_timeout_s: float = 0.5
+    key_prefix: str = "gslb"
+
+
+@dataclass(frozen=True, slots=True)
+class ProberConfig:
+    id: str | None = None  # None: host name
+    quorum: int | None = None  # None: majority of fresh probers
+    heartbeat_interval_s: float = 1.0
+    stale_after_s: float = 5.0
+    max_concurrency: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    listen: Listen = Listen("127.0.0.1", 8053)
+    tokens_file: Path | None = None
+    audit_log: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path
+    server: ServerConfig = ServerConfig()
+    zones: tuple[ZoneConfig, ...] = ()
+    regions: tuple[str, ...] = ()
+    datacenters: Mapping[str, Datacenter] = field(default_factory=dict)
+    services: Mapping[str, Service] = field(default_factory=dict)
+    geoip: GeoConfig = GeoConfig()
+    state: StateConfig = StateConfig()
+    prober: ProberConfig = ProberConfig()
+    api: ApiConfig = ApiConfig()
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(e for s in self.services.values() for e in s.endpoints)

@@ -1,0 +1,333 @@
+"""DNS wire codec: a strict query decoder and a small response encoder.
+
+Adapter-free and fast on purpose: the common query is decoded here without dnslib, with
+every malformation of DESIGN.md section 5 detected from the header counts first and then
+by bounds-checked reads (no recursion, so no pointer loop can blow the stack). Responses
+are assembled from records whose RDATA is already wire bytes; owner names are compressed
+against the question only.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from gslb.errors import MalformedQuery
+from gslb.zone.zone import Record
+
+# header flag bits
+QR = 0x8000
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+AD = 0x0020
+CD = 0x0010
+OPCODE_MASK = 0x7800
+
+TYPE_OPT = 41
+OPT_NSID = 3
+OPT_ECS = 8
+EDNS_DO = 0x8000
+
+MAX_NAME = 255
+
+
+class Rcode(enum.IntEnum):
+    NOERROR = 0
+    FORMERR = 1
+    SERVFAIL = 2
+    NXDOMAIN = 3
+    NOTIMP = 4
+    REFUSED = 5
+    BADVERS = 16  # extended: upper 8 bits go into the OPT TTL
+
+
+class Drop(Exception):
+    """Not worth an answer: short header, or a response (QR=1) sent to us."""
+
+
+class NotImplementedOpcode(Exception):
+    """Opcode other than QUERY: answered NOTIMP from the header alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSubnet:
+    """RFC 7871 option as the query sent it."""
+
+    family: int
+    source_prefix: int
+    address: IPv4Address | IPv6Address
+    wire_address: bytes  # the address bytes exactly as sent (source_prefix bits, rounded up)
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    version: int
+    payload: int
+    do: bool
+    nsid: bool
+    ecs: ClientSubnet | None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    id: int
+    flags: int
+    qname_wire: bytes  # as sent (case preserved), root label included
+    qname: str  # absolute, lower case, dotted ("." for the root)
+    qtype: int
+    qclass: int
+    edns: Edns | None
+    edns_error: bool = False  # OPT present but version > 0: answer BADVERS
+
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR_FIXED = struct.Struct("!HHIH")
+_QFIXED = struct.Struct("!HH")
+_OPT_HEAD = struct.Struct("!HH")
+
+
+def header_id(wire: bytes) -> int:
+    return int.from_bytes(wire[:2], "big")
+
+
+def decode_query(wire: bytes) -> Query:
+    """Decode one query; raises Drop, NotImplementedOpcode or MalformedQuery (FORMERR)."""
+    if len(wire) < 12:
+        raise Drop("short header")
+    qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
+    if flags & QR:
+        raise Drop("QR=1")
+    if flags & OPCODE_MASK:
+        raise NotImplementedOpcode((flags & OPCODE_MASK) >> 11)
+    if qdcount != 1:
+        raise MalformedQuery(f"QDCOUNT={qdcount}")
+    if ancount or nscount:
+        raise MalformedQuery(f"ANCOUNT={ancount} NSCOUNT={nscount} in a query")
+    if arcount > 8:
+        raise MalformedQuery(f"ARCOUNT={arcount}")
+    # QNAME: no compression allowed in the question (nothing precedes it to point at)
+    offset = 12
+    end = len(wire)
+    labels: list[bytes] = []
+    while True:
+        if offset >= end:
+            raise MalformedQuery("question runs past the message")
+        length = wire[offset]
+        if length == 0:
+            offset += 1
+            break
+        if length > 63:
+            raise MalformedQuery("compression pointer or bad label type in QNAME")
+        labels.append(wire[offset + 1 : offset + 1 + length])
+        offset += 1 + length
+    if offset - 12 > MAX_NAME:
+        raise MalformedQuery("QNAME longer than 255 bytes")
+    if offset + 4 > end:
+        raise MalformedQuery("question runs past the message")
+    qname_wire = wire[12:offset]
+    qtype, qclass = _QFIXED.unpack_from(wire, offset)
+    offset += 4
+    try:
+        qname = (b".".join(labels).decode("ascii").lower() + ".") if labels else "."
+    except UnicodeDecodeError:
+        # non-ASCII octets are legal in labels; keep them distinct and never matching our names
+        qname = b".".join(labels).decode("latin-1").lower() + "."
+    edns: Edns | None = None
+    bad_version = False
+    for _ in range(arcount):
+        owner_root = offset < end and wire[offset] == 0
+        offset = _skip_name(wire, offset)
+        if offset + 10 > end:
+            raise MalformedQuery("additional record runs past the message")
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(wire, offset)
+        rdata_start = offset + 10
+        offset = rdata_start + rdlength
+        if offset > end:
+            raise MalformedQuery("RDATA runs past the message")
+        if rtype != TYPE_OPT:
+            continue
+        if edns is not None or bad_version:
+            raise MalformedQuery("more than one OPT record")
+        if not owner_root:
+            raise MalformedQuery("OPT owner is not the root")
+        version = (ttl >> 16) & 0xFF
+        nsid, ecs = _options(wire, rdata_start, offset)
+        if version:
+            bad_version = True
+        edns = Edns(version, max(rclass, 512), bool(ttl & EDNS_DO), nsid, ecs)
+    if offset != end:
+        raise MalformedQuery(f"{end - offset} bytes after the last record")
+    return Query(qid, flags, qname_wire, qname, qtype, qclass, edns, bad_version)
+
+
+def _skip_name(wire: bytes, offset: int) -> int:
+    """Skip an owner name in the additional section; pointers must point backwards."""
+    end = len(wire)
+    while True:
+        if offset >= end:
+            raise MalformedQuery("name runs past the message")
+        length = wire[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            if offset + 2 > end:
+                raise MalformedQuery("truncated compression pointer")
+            target = ((length & 0x3F) << 8) | wire[offset + 1]
+            if target >= offset:
+                raise MalformedQuery("forward compression pointer")
+            _check_pointed_name(wire, target, offset)
+            return offset + 2
+        if length > 63:
+            raise MalformedQuery("bad label type")
+        offset += 1 + length
+
+
+def _check_pointed_name(wire: bytes, offset: int, limit: int) -> None:
+    """Follow a compressed name iteratively: strictly backwards pointers cannot loop."""
+    total = 0
+    while True:
+        length = wire[offset]
+        if length == 0:
+            return
+        if length & 0xC0 == 0xC0:
+            target = ((length & 0x3F) << 8) | wire[offset + 1]
+            if target >= offset:
+                raise MalformedQuery("compression pointer loop")
+            offset = target
+            continue
+        if length > 63:
+            raise MalformedQuery("bad label type")
+        total += length + 1
+        if total > MAX_NAME:
+            raise MalformedQuery("name longer than 255 bytes")
+        offset += 1 + length
+        if offset >= limit:
+            raise MalformedQuery("name runs into the pointing record")
+
+
+def _options(wire: bytes, offset: int, end: int) -> tuple[bool, ClientSubnet | None]:
+    nsid = False
+    ecs: ClientSubnet | None = None
+    while offset < end:
+        if offset + 4 > end:
+            raise MalformedQuery("EDNS option header overruns OPT")
+        code, length = _OPT_HEAD.unpack_from(wire, offset)
+        offset += 4
+        if offset + length > end:
+            raise MalformedQuery("EDNS option overruns OPT")
+        if code == OPT_NSID:
+            nsid = True
+        elif code == OPT_ECS:
+            if ecs is not None:
+                raise MalformedQuery("more than one ECS option")
+            ecs = decode_ecs(wire[offset : offset + length])
+        offset += length
+    return nsid, ecs
+
+
+def decode_ecs(data: bytes) -> ClientSubnet:
+    """RFC 7871 section 6: strict; any violation is FORMERR."""
+    if len(data) < 4:
+        raise MalformedQuery("ECS option shorter than 4 bytes")
+    family, source, scope = struct.unpack_from("!HBB", data)
+    if family not in (1, 2):
+        raise MalformedQuery(f"ECS family {family}")
+    width = 32 if family == 1 else 128
+    if source > width:
+        raise MalformedQuery(f"ECS source prefix {source} > {width}")
+    if scope != 0:
+        raise MalformedQuery("ECS scope prefix must be 0 in a query")
+    address = data[4:]
+    if len(address) != (source + 7) // 8:
+        raise MalformedQuery("ECS address length does not match the source prefix")
+    if source % 8 and address and address[-1] & (0xFF >> (source % 8)):
+        raise MalformedQuery("ECS address has bits set past the source prefix")
+    full = address + bytes(width // 8 - len(address))
+    return ClientSubnet(family, source, ip_address(full), address)
+
+
+def encode_name(name: str) -> bytes:
+    if name == ".":
+        return b"\x00"
+    return b"".join(bytes((len(p),)) + p.encode("latin-1") for p in name.rstrip(".").split(".")) + b"\x00"
+
+
+class Message:
+    """Assembles one response; names are compressed against the question at offset 12."""
+
+    def __init__(self, query: Query, *, rcode: int, aa: bool) -> None:
+        self.query = query
+        self.rcode = rcode
+        self.aa = aa
+        self.sections: list[list[bytes]] = [[], [], []]
+        self._suffixes: dict[str, int] = {}
+        labels = query.qname.rstrip(".").split(".") if query.qname != "." else []
+        offset = 12
+        for index in range(len(labels)):
+            self._suffixes[".".join(labels[index:]) + "."] = offset
+            offset += 1 + len(labels[index].encode("latin-1"))
+
+    def add(self, section: int, record: Record, ttl: int | None = None, rclass: int = 1) -> None:
+        owner = self._name(record.name)
+        fixed = _RR_FIXED.pack(record.rtype, rclass, record.ttl if ttl is None else ttl, len(record.rdata))
+        self.sections[section].append(owner + fixed + record.rdata)
+
+    def _name(self, name: str) -> bytes:
+        out = b""
+        while name != ".":
+            pointer = self._suffixes.get(name)
+            if pointer is not None:
+                return out + struct.pack("!H", 0xC000 | pointer)
+            label, _, rest = name.partition(".")
+            out += bytes((len(label),)) + label.encode("latin-1")
+            name = rest or "."
+        return out + b"\x00"
+
+    def head(self, counts: tuple[int, int, int, int], truncated: bool = False) -> bytes:
+        q = self.query
+        flags = QR | (q.flags & (RD | CD)) | (self.rcode & 0xF)
+        if self.aa:
+            flags |= AA
+        if truncated:
+            flags |= TC
+        return _HEADER.pack(q.id, flags, 1, *counts)
+
+    def pack(self, *, opt: bytes | None, limit: int) -> bytes:
+        """The whole message; TC=1 keeping the question (and OPT) when it exceeds `limit`."""
+        q = self.query
+        question = q.qname_wire + _QFIXED.pack(q.qtype, q.qclass)
+        body = b"".join(b"".join(s) for s in self.sections)
+        extra = 1 if opt is not None else 0
+        size = 12 + len(question) + len(body) + (len(opt) if opt else 0)
+        if size <= limit:
+            counts = (len(self.sections[0]), len(self.sections[1]), len(self.sections[2]) + extra)
+            return self.head(counts) + question + body + (opt or b"")
+        # dnslib's truncate() drops the question; resolvers need it to match the reply.
+        return self.head((0, 0, extra), truncated=True) + question + (opt or b"")
+
+
+def encode_opt(
+    *, payload: int, do: bool, ext_rcode: int = 0, nsid: bytes | None = None, ecs: bytes | None = None
+) -> bytes:
+    options = b""
+    if nsid is not None:
+        options += _OPT_HEAD.pack(OPT_NSID, len(nsid)) + nsid
+    if ecs is not None:
+        options += ecs
+    ttl = (ext_rcode << 24) | (EDNS_DO if do else 0)
+    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, ttl, len(options)) + options
+
+
+def encode_ecs(subnet: ClientSubnet, scope: int) -> bytes:
+    data = struct.pack("!HBB", subnet.family, subnet.source_prefix, scope) + subnet.wire_address
+    return _OPT_HEAD.pack(OPT_ECS, len(data)) + data
+
+
+def header_only(wire: bytes, rcode: int) -> bytes:
+    """A reply from the request header alone: only ID, QR, opcode and rcode; no sections."""
+    qid, flags = struct.unpack_from("!HH", wire)
+    return _HEADER.pack(qid, QR | (flags & OPCODE_MASK) | rcode, 0, 0, 0, 0)

@@ -1,0 +1,188 @@
+"""Zones and the authoritative lookup: qname/qtype -> refused, NXDOMAIN, NODATA or answer.
+
+Pure layer: standard library and `gslb.config.model` only (no dnslib: records carry their
+RDATA as uncompressed wire bytes made by `gslb.dns.zonefile`). Semantics follow RFC 1034
+section 4.3.2 with RFC 4592 wildcards and RFC 6604 CNAME chains; service names (steered
+A/AAAA) are leaves of a zone whose records the policy supplies per query.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gslb.config.model import Service
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_CNAME = 5
+TYPE_SOA = 6
+TYPE_MX = 15
+TYPE_AAAA = 28
+TYPE_SRV = 33
+TYPE_ANY = 255
+
+_CNAME_CHAIN_LIMIT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record; `name` is absolute and lower case; `rdata` is uncompressed wire."""
+
+    name: str
+    rtype: int
+    ttl: int
+    rdata: bytes
+    text: str = ""  # presentation form of the RDATA, for logs and explain
+    target: str | None = None  # the name inside NS/CNAME/MX/SRV rdata, absolute and lower case
+
+
+class Outcome(enum.Enum):
+    REFUSED = "refused"  # not a name we are authoritative for
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    ANSWER = "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    origin: str
+    soa: Record
+    nodes: Mapping[str, Mapping[int, tuple[Record, ...]]] = field(repr=False)
+    services: Mapping[str, Service] = field(default_factory=dict, repr=False)
+    # every name that exists, including empty non-terminals (RFC 4592 section 2.2.2)
+    names: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def negative_ttl(self) -> int:
+        """RFC 2308 section 5: min(SOA TTL, SOA MINIMUM)."""
+        minimum = int.from_bytes(self.soa.rdata[-4:], "big")
+        return min(self.soa.ttl, minimum)
+
+    def rrsets(self, name: str) -> Mapping[int, tuple[Record, ...]] | None:
+        return self.nodes.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the zone says about one question; the handler turns it into a message."""
+
+    outcome: Outcome
+    zone: Zone | None = field(default=None, repr=False)
+    answers: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+    service: Service | None = field(default=None, repr=False)  # steer the A/AAAA of this service (the end of any CNAME chain)
+    service_owner: str = ""  # owner name for steered records (the qname, or the last CNAME target)
+
+
+def build_zone(origin: str, records: Iterable[Record], services: Iterable[Service] = ()) -> Zone:
+    """Group records into RRsets per name; the caller has checked the SOA and apex NS exist."""
+    nodes: dict[str, dict[int, list[Record]]] = {}
+    soa: Record | None = None
+    for record in records:
+        nodes.setdefault(record.name, {}).setdefault(record.rtype, []).append(record)
+        if record.rtype == TYPE_SOA and record.name == origin:
+            soa = record
+    if soa is None:
+        raise ValueError(f"zone {origin} has no SOA at its apex")
+    service_map = {s.name: s for s in services}
+    names: set[str] = set()
+    for name in (*nodes, *service_map):
+        while name.endswith(origin) and name not in names:
+            names.add(name)
+            if name == origin:
+                break
+            name = name.split(".", 1)[1]
+    frozen = {name: {t: tuple(rs) for t, rs in types.items()} for name, types in nodes.items()}
+    return Zone(origin, soa, frozen, service_map, frozenset(names))
+
+
+class Zones:
+    """All zones of one config; longest-match zone selection."""
+
+    def __init__(self, zones: Iterable[Zone]) -> None:
+        self._zones = {z.origin: z for z in zones}
+
+    def __iter__(self) -> Iterable[Zone]:  # type: ignore[override]
+        return iter(self._zones.values())
+
+    def find(self, name: str) -> Zone | None:
+        while True:
+            zone = self._zones.get(name)
+            if zone is not None:
+                return zone
+            if name == ".":
+                return None
+            name = name.split(".", 1)[1] or "."
+
+    def lookup(self, qname: str, qtype: int) -> Result:
+        """Answer one question from our data; `qname` is absolute and lower case."""
+        zone = self.find(qname)
+        if zone is None:
+            return Result(Outcome.REFUSED)
+        answers: list[Record] = []
+        name = qname
+        for _ in range(_CNAME_CHAIN_LIMIT):
+            service = zone.services.get(name)
+            if service is not None and qtype in (TYPE_A, TYPE_AAAA, TYPE_ANY):
+                statics = () if qtype != TYPE_ANY else _all(zone.nodes.get(name, {}))
+                return Result(Outcome.ANSWER, zone, (*answers, *statics), (), service, name)
+            rrsets = zone.nodes.get(name)
+            owner = name
+            if rrsets is None and name not in zone.names:
+                rrsets = _wildcard(zone, name)
+                if rrsets is None:
+                    outcome = Outcome.NXDOMAIN
+                    return Result(outcome, zone, tuple(answers))
+            if rrsets is None:  # empty non-terminal, or a service name asked for another type
+                return Result(Outcome.NODATA, zone, tuple(answers))
+            if qtype == TYPE_ANY:
+                return Result(Outcome.ANSWER, zone, (*answers, *_own(_all(rrsets), owner)))
+            wanted = rrsets.get(qtype)
+            if wanted:
+                found = _own(wanted, owner)
+                return Result(Outcome.ANSWER, zone, (*answers, *found), self._glue(found))
+            cname = rrsets.get(TYPE_CNAME)
+            if not cname or qtype == TYPE_CNAME:
+                return Result(Outcome.NODATA if not answers else Outcome.ANSWER, zone, tuple(answers))
+            answers.extend(_own(cname, owner))
+            target = cname[0].target or ""
+            next_zone = self.find(target)
+            if next_zone is None:  # the chain leaves our zones: the resolver follows it
+                return Result(Outcome.ANSWER, zone, tuple(answers))
+            zone, name = next_zone, target
+        return Result(Outcome.ANSWER, zone, tuple(answers))
+
+    def _glue(self, records: tuple[Record, ...]) -> tuple[Record, ...]:
+        """A/AAAA of NS, MX and SRV targets that live in our zones (RFC 1034 section 4.3.2 step 6)."""
+        if records[0].rtype not in (TYPE_NS, TYPE_MX, TYPE_SRV):
+            return ()
+        glue: list[Record] = []
+        for record in records:
+            zone = self.find(record.target or ".")
+            rrsets = zone.nodes.get(record.target or "", {}) if zone else {}
+            glue.extend(rrsets.get(TYPE_A, ()))
+            glue.extend(rrsets.get(TYPE_AAAA, ()))
+        return tuple(glue)
+
+
+def _all(rrsets: Mapping[int, tuple[Record, ...]]) -> tuple[Record, ...]:
+    return tuple(r for records in rrsets.values() for r in records)
+
+
+def _own(records: tuple[Record, ...], owner: str) -> tuple[Record, ...]:
+    """Records synthesised from a wildcard take the query name as owner (RFC 4592 section 3.3.1)."""
+    if records[0].name == owner:
+        return records
+    return tuple(Record(owner, r.rtype, r.ttl, r.rdata, r.text, r.target) for r in records)
+
+
+def _wildcard(zone: Zone, name: str) -> Mapping[int, tuple[Record, ...]] | None:
+    """RFC 4592: the source of synthesis is '*.' + the closest encloser, if that exists."""
+    encloser = name
+    while encloser != zone.origin:
+        encloser = encloser.split(".", 1)[1]
+        if encloser in zone.names:
+            return zone.nodes.get("*." + encloser)
+    return None
