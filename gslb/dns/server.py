@@ -33,8 +33,9 @@ class HandlerRef:
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, ref: HandlerRef) -> None:
+    def __init__(self, ref: HandlerRef, sock: socket.socket) -> None:
         self.ref = ref
+        self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -44,8 +45,17 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         reply = self.ref.handler.handle(data, str(addr[0]))
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+        if reply is None:
+            return
+        # Straight to the non-blocking socket: uvloop's sendto() resolves the address on
+        # every call and costs more than the whole cached answer (measured: 60% of the time).
+        try:
+            self.sock.sendto(reply, addr)
+        except BlockingIOError:
+            if self.transport is not None:
+                self.transport.sendto(reply, addr)  # queued, sent when writable
+        except OSError as exc:
+            log.debug("UDP send to %s failed: %s", addr[0], exc)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP socket error: %s", exc)
@@ -121,7 +131,10 @@ async def dns_listeners(
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((item.host, item.port))
-            transport, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(ref), sock=sock)
+            sock.setblocking(False)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda sock=sock: UdpProtocol(ref, sock), sock=sock  # type: ignore[misc]
+            )
             transports.append(transport)
             server = await asyncio.start_server(
                 tcp.serve, item.host, item.port, family=family, reuse_address=True, reuse_port=reuse_port

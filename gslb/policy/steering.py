@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Protocol
 
 from gslb.config.model import Config, IPAddress, Service
@@ -67,6 +67,7 @@ class Steering:
         self.states = service_states(config, view, now=now())
         self._orders: OrderCache = {} if orders is None else orders
         self._steered: dict[tuple[str, bool, IPNetwork], Steered] = {}
+        self._widened: dict[tuple[str, bool, int, int, int], Steered] = {}
 
     def order(self, service: Service, location: LocationLike) -> tuple[str, ...]:
         key = (service.name, location.latitude, location.longitude, location.datacenter)
@@ -98,14 +99,28 @@ class Steering:
         key = (service.name, v4, location.network)
         steered = self._steered.get(key)
         if steered is None:
-            decision = self.decide_for(service, location, v4=v4)
-            network = self._widen(service, location.network, decision, v4=v4)
-            scope = 0 if self._independent(service, decision) else network.prefixlen
-            steered = Steered(decision, scope, network)
+            steered = self._inside_widened(service.name, v4, location.network)
+            if steered is None:
+                decision = self.decide_for(service, location, v4=v4)
+                network = self._widen(service, location.network, decision, v4=v4)
+                scope = 0 if self._independent(service, decision) else network.prefixlen
+                steered = Steered(decision, scope, network)
+                self._widened[_prefix_key(service.name, v4, network)] = steered
             if len(self._steered) > _CACHE_LIMIT:
                 self._steered.clear()
+                self._widened.clear()
             self._steered[key] = steered
         return steered
+
+    def _inside_widened(self, service: str, v4: bool, network: IPNetwork) -> Steered | None:
+        """A network already proven to lie inside a widened one shares its answer and scope."""
+        address = int(network.network_address)
+        width = network.max_prefixlen
+        for prefix in range(network.prefixlen, -1, -1):
+            found = self._widened.get((service, v4, network.version, prefix, address >> (width - prefix)))
+            if found is not None:
+                return found
+        return None
 
     def _independent(self, service: Service, decision: Decision) -> bool:
         """Answers that are the same for every client get scope 0."""
@@ -114,10 +129,15 @@ class Steering:
         return len(service.datacenters()) == 1
 
     def _widen(self, service: Service, network: IPNetwork, decision: Decision, *, v4: bool) -> IPNetwork:
-        """Aggregate like gdnsd: widen while every location in the supernet gets this answer."""
+        """Aggregate like gdnsd: widen while every location in the supernet gets this answer.
+
+        Each step only inspects the sibling half: the half we come from is already proven.
+        """
         while network.prefixlen > 0:
             parent = network.supernet()
-            locations = self.locator.locations_within(parent, _WIDEN_LIMIT)
+            low, high = parent.subnets()
+            sibling = high if low == network else low
+            locations = self.locator.locations_within(sibling, _WIDEN_LIMIT)
             if locations is None:
                 break
             answer = (decision.datacenter, decision.addresses)
@@ -133,5 +153,6 @@ class Steering:
         return self.states[service.name]
 
 
-def is_v4(address: IPAddress) -> bool:
-    return isinstance(address, IPv4Address)
+def _prefix_key(service: str, v4: bool, network: IPNetwork) -> tuple[str, bool, int, int, int]:
+    shift = network.max_prefixlen - network.prefixlen
+    return (service, v4, network.version, network.prefixlen, int(network.network_address) >> shift)
