@@ -1,0 +1,55 @@
+"""The responder's last-known-state file: a snapshot saved atomically after each good sync.
+
+Adapter: standard library and `gslb.state.codec` only. Saving writes a temporary file in the
+same directory, fsyncs it and renames it over the old one, so a crash leaves either the old
+or the new file, never half of one. Loading a missing or corrupt file logs one line and
+returns None: a bad cache must never stop a responder from starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from gslb.errors import StateError
+from gslb.health.snapshot import Snapshot
+from gslb.state.codec import snapshot_from_json, snapshot_to_json
+
+log = logging.getLogger(__name__)
+
+
+def save_snapshot(path: Path, snapshot: Snapshot, *, saved_at: float) -> None:
+    """Write `snapshot` to `path` atomically (temporary file, fsync, rename)."""
+    data = snapshot_to_json(snapshot, saved_at=saved_at).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_snapshot(path: Path) -> Snapshot | None:
+    """The snapshot saved at `path`, or None (logged) when it is missing or unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        log.info("no state snapshot at %s yet", path)
+        return None
+    except OSError as e:
+        log.warning("cannot read state snapshot %s: %s; starting without it", path, e)
+        return None
+    try:
+        return snapshot_from_json(raw)
+    except StateError as e:
+        log.warning("ignoring corrupt state snapshot %s: %s", path, e)
+        return None
