@@ -222,9 +222,7 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     keys = reader.mapping(
         node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen"}
     )
-    listen = tuple(
-        reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen"))
-    )
+    listen = tuple(reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen")))
     tcp_keys = reader.mapping(keys.get("tcp"), {f.name for f in fields(TcpLimits)})
     tcp = TcpLimits(
         idle_timeout_s=reader.number(tcp_keys.get("idle_timeout_s"), 10.0, low=0.1),
@@ -366,7 +364,11 @@ def _services(
         keys = reader.mapping(item, allowed)
         if not _check_name(reader, item, name):
             continue
-        zone = max((z.origin for z in zones if name == z.origin or name.endswith("." + z.origin)), key=len, default="")
+        zone = max(
+            (z.origin for z in zones if name == z.origin or name.endswith("." + z.origin)),
+            key=len,
+            default="",
+        )
         if not zone:
             known = ", ".join(z.origin for z in zones) or "none"
             reader.problems.add(item, f'"{name}" is in no configured zone (zones: {known})')
@@ -386,7 +388,9 @@ def _services(
         )
         when_all_down = reader.choice(keys.get("when_all_down"), WhenAllDown, WhenAllDown.FAIL_OPEN)
         if when_all_down is WhenAllDown.FALLBACK and not fallback:
-            reader.problems.add(keys.get("when_all_down") or item, 'when_all_down "fallback" needs "fallback" addresses')
+            reader.problems.add(
+                keys.get("when_all_down") or item, 'when_all_down "fallback" needs "fallback" addresses'
+            )
         out[name] = Service(
             name=name,
             zone=zone,
@@ -464,7 +468,9 @@ def _prober(reader: _Reader, node: Node | None) -> ProberConfig:
     return ProberConfig(
         id=reader.optional_str(keys.get("id")),
         quorum=reader.number(keys.get("quorum"), None, low=1, integer=True),
-        heartbeat_interval_s=reader.number(keys.get("heartbeat_interval_s"), d.heartbeat_interval_s, low=0.01),
+        heartbeat_interval_s=reader.number(
+            keys.get("heartbeat_interval_s"), d.heartbeat_interval_s, low=0.01
+        ),
         stale_after_s=reader.number(keys.get("stale_after_s"), d.stale_after_s, low=0.01),
         max_concurrency=reader.number(keys.get("max_concurrency"), d.max_concurrency, low=1, integer=True),
     )

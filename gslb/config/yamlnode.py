@@ -28,7 +28,9 @@ class Problems:
         if node is None:
             self.items.append(f"{message}, {self.source}")
         else:
-            self.items.append(f"{node.path}: {message}, {self.source}, line {node.line}, column {node.column}")
+            self.items.append(
+                f"{node.path}: {message}, {self.source}, line {node.line}, column {node.column}"
+            )
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -64,7 +66,7 @@ class Node:
 
     def scalar(self) -> Any:
         """The Python value of a scalar node (int, float, bool, str or None)."""
-        return yaml.SafeLoader("").construct_object(self.raw)  # type: ignore[no-untyped-call]
+        return yaml.SafeLoader("").construct_object(self.raw)
 
     def items(self) -> Iterator[tuple[str, Node]]:
         assert isinstance(self.raw, yaml.MappingNode)

@@ -9,10 +9,11 @@ against the question only.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from gslb.errors import MalformedQuery
 from gslb.zone.zone import Record
@@ -28,6 +29,7 @@ CD = 0x0010
 OPCODE_MASK = 0x7800
 
 TYPE_OPT = 41
+TYPE_IXFR = 251
 OPT_NSID = 3
 OPT_ECS = 8
 EDNS_DO = 0x8000
@@ -105,7 +107,7 @@ def decode_query(wire: bytes) -> Query:
         raise NotImplementedOpcode((flags & OPCODE_MASK) >> 11)
     if qdcount != 1:
         raise MalformedQuery(f"QDCOUNT={qdcount}")
-    if ancount or nscount:
+    if ancount or nscount > 1:
         raise MalformedQuery(f"ANCOUNT={ancount} NSCOUNT={nscount} in a query")
     if arcount > 8:
         raise MalformedQuery(f"ARCOUNT={arcount}")
@@ -136,6 +138,10 @@ def decode_query(wire: bytes) -> Query:
     except UnicodeDecodeError:
         # non-ASCII octets are legal in labels; keep them distinct and never matching our names
         qname = b".".join(labels).decode("latin-1").lower() + "."
+    if nscount:  # only an IXFR query carries a record (the client's SOA) in authority
+        if qtype != TYPE_IXFR:
+            raise MalformedQuery(f"NSCOUNT={nscount} in a {qtype} query")
+        offset = _skip_record(wire, offset)
     edns: Edns | None = None
     bad_version = False
     for _ in range(arcount):
@@ -162,6 +168,16 @@ def decode_query(wire: bytes) -> Query:
     if offset != end:
         raise MalformedQuery(f"{end - offset} bytes after the last record")
     return Query(qid, flags, qname_wire, qname, qtype, qclass, edns, bad_version)
+
+
+def _skip_record(wire: bytes, offset: int) -> int:
+    offset = _skip_name(wire, offset)
+    if offset + 10 > len(wire):
+        raise MalformedQuery("record runs past the message")
+    end = offset + 10 + int.from_bytes(wire[offset + 8 : offset + 10], "big")
+    if end > len(wire):
+        raise MalformedQuery("RDATA runs past the message")
+    return end
 
 
 def _skip_name(wire: bytes, offset: int) -> int:
@@ -250,6 +266,35 @@ def decode_ecs(data: bytes) -> ClientSubnet:
     return ClientSubnet(family, source, ip_address(full), address)
 
 
+# Networks whose addresses are never a client's location (RFC 6890 special-purpose,
+# multicast, shared address space): an ECS option naming one is ignored (RFC 7871 section 7.1.2).
+_NOT_PUBLIC = {
+    4: (
+        "0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 127.0.0.0/8 169.254.0.0/16 172.16.0.0/12 192.0.0.0/24 "
+        "192.0.2.0/24 192.168.0.0/16 198.18.0.0/15 198.51.100.0/24 203.0.113.0/24 224.0.0.0/3"
+    ),
+    6: ("::/96 ::ffff:0:0/96 64:ff9b:1::/48 100::/64 2001::/23 2001:db8::/32 fc00::/7 fe80::/10 ff00::/8"),
+}
+
+
+def _ranges(version: int) -> tuple[list[int], list[int]]:
+    networks = sorted(ip_network(text) for text in _NOT_PUBLIC[version].split())
+    return [int(n.network_address) for n in networks], [int(n.broadcast_address) for n in networks]
+
+
+_STARTS_V4, _ENDS_V4 = _ranges(4)
+_STARTS_V6, _ENDS_V6 = _ranges(6)
+
+
+def is_public(address: IPv4Address | IPv6Address) -> bool:
+    """Not private, reserved, documentation, loopback, link-local or multicast (a bisect, not
+    ipaddress.is_global, which tests a dozen networks one by one)."""
+    value = int(address)
+    starts, ends = (_STARTS_V4, _ENDS_V4) if address.version == 4 else (_STARTS_V6, _ENDS_V6)
+    index = bisect.bisect_right(starts, value) - 1
+    return index < 0 or value > ends[index]
+
+
 def encode_name(name: str) -> bytes:
     if name == ".":
         return b"\x00"
@@ -287,7 +332,7 @@ class Message:
             name = rest or "."
         return out + b"\x00"
 
-    def head(self, counts: tuple[int, int, int, int], truncated: bool = False) -> bytes:
+    def head(self, counts: tuple[int, int, int], truncated: bool = False) -> bytes:
         q = self.query
         flags = QR | (q.flags & (RD | CD)) | (self.rcode & 0xF)
         if self.aa:

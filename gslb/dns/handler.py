@@ -30,6 +30,7 @@ from gslb.dns.codec import (
     encode_ecs,
     encode_opt,
     header_only,
+    is_public,
 )
 from gslb.errors import MalformedQuery
 from gslb.policy.nearest import Mode
@@ -53,6 +54,10 @@ _CACHE_LIMIT = 100_000
 _RFC8482_HINFO = b"\x07RFC8482\x00"
 
 
+Label = tuple[str, str, str]  # (rcode, service, datacenter) for the metrics
+Built = tuple[bytes, Label, bool | None]  # reply, label, cache it per peer (True) / for all (False) / not
+
+
 @dataclass(slots=True)
 class Entry:
     """A cached reply without its ID, and what it counts as in the metrics."""
@@ -64,7 +69,7 @@ class Entry:
 
 def client_from_ecs(ecs: ClientSubnet | None) -> IPAddress | None:
     """RFC 7871 section 7.1.2: use ECS when it has a prefix and is not private/reserved."""
-    if ecs is None or ecs.source_prefix == 0 or not ecs.address.is_global:
+    if ecs is None or ecs.source_prefix == 0 or not is_public(ecs.address):
         return None
     return ecs.address
 
@@ -75,11 +80,12 @@ class Handler:
         zones: Zones,
         steering: Steering | None,
         *,
-        identity: Identity = Identity(),
+        identity: Identity | None = None,
         udp_payload_size: int = 1232,
     ) -> None:
         self.zones = zones
         self.steering = steering
+        identity = identity or Identity()
         self.identity = identity
         self.udp_payload_size = udp_payload_size
         self._nsid = identity.nsid.encode() if identity.nsid else None
@@ -148,9 +154,10 @@ class Handler:
             self.counts["FORMERR", "", ""] += 1
             return header_only(wire, Rcode.FORMERR)
         reply, label, per_peer = self._reply(query, peer, tcp)
-        entry = Entry(reply[2:], label, 1)
         if per_peer is None:
+            self.counts[label] += 1
             return reply
+        entry = Entry(reply[2:], label, 1)
         caches = len(self._udp) + len(self._tcp) + len(self._by_peer)
         if caches > _CACHE_LIMIT:
             self.clear_caches()
@@ -175,7 +182,7 @@ class Handler:
         ecs = encode_ecs(edns.ecs, scope) if edns.ecs is not None and not ext_rcode else None
         return encode_opt(payload=self.udp_payload_size, do=edns.do, ext_rcode=ext_rcode, nsid=nsid, ecs=ecs)
 
-    def _reply(self, query: Query, peer: str, tcp: bool) -> tuple[bytes, tuple[str, str, str], bool | None]:
+    def _reply(self, query: Query, peer: str, tcp: bool) -> Built:
         """The reply, its metrics label, and whether it may be cached (per peer or for all)."""
         limit = self._limit(query, tcp)
         if query.edns_error:
@@ -202,11 +209,11 @@ class Handler:
             return self._steered(query, result, result.service, peer, limit)
         return self._from_zone(query, result, limit)
 
-    def _simple(self, query: Query, rcode: Rcode, limit: int) -> tuple[bytes, tuple[str, str, str], bool]:
+    def _simple(self, query: Query, rcode: Rcode, limit: int) -> Built:
         message = Message(query, rcode=rcode, aa=False)
         return message.pack(opt=self._opt(query), limit=limit), (rcode.name, "", ""), False
 
-    def _chaos_reply(self, query: Query, limit: int) -> tuple[bytes, tuple[str, str, str], bool]:
+    def _chaos_reply(self, query: Query, limit: int) -> Built:
         """CHAOS TXT id.server/hostname.bind/version.bind when configured; else REFUSED."""
         text = self._chaos.get(query.qname)
         if text is None or query.qtype not in (TYPE_TXT, TYPE_ANY):
@@ -215,9 +222,7 @@ class Handler:
         message.add(0, _txt(query.qname, text), rclass=CLASS_CH)
         return message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False
 
-    def _from_zone(
-        self, query: Query, result: Result, limit: int, *, scope: int = 0
-    ) -> tuple[bytes, tuple[str, str, str], bool]:
+    def _from_zone(self, query: Query, result: Result, limit: int, *, scope: int = 0) -> Built:
         rcode = Rcode.NXDOMAIN if result.outcome is Outcome.NXDOMAIN else Rcode.NOERROR
         message = Message(query, rcode=rcode, aa=True)
         for record in result.answers:
@@ -229,7 +234,7 @@ class Handler:
         label = "NODATA" if result.outcome is Outcome.NODATA else rcode.name
         return message.pack(opt=self._opt(query, scope=scope), limit=limit), (label, "", ""), False
 
-    def _rfc8482(self, query: Query, result: Result, limit: int) -> tuple[bytes, tuple[str, str, str], bool]:
+    def _rfc8482(self, query: Query, result: Result, limit: int) -> Built:
         """ANY over UDP: one synthesised HINFO instead of everything (RFC 8482 section 4.2)."""
         message = Message(query, rcode=Rcode.NOERROR, aa=True)
         for record in result.answers:
@@ -241,9 +246,7 @@ class Handler:
         message.add(0, Record(owner, TYPE_HINFO, ttl, _RFC8482_HINFO))
         return message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False
 
-    def _steered(
-        self, query: Query, result: Result, service: Service, peer: str, limit: int
-    ) -> tuple[bytes, tuple[str, str, str], bool]:
+    def _steered(self, query: Query, result: Result, service: Service, peer: str, limit: int) -> Built:
         ecs = query.edns.ecs if query.edns else None
         client = client_from_ecs(ecs)
         per_peer = client is None
@@ -253,18 +256,19 @@ class Handler:
         address = client if client is not None else ip_address(peer)
         steered = [self.steering.steer(service, address, v4=t == TYPE_A) for t in qtypes]
         scope = max(s.scope for s in steered) if client is not None else 0
+        cacheable: bool | None = per_peer if all(s.final for s in steered) else None
         first = steered[0].decision
         if all(s.decision.mode is Mode.SERVFAIL for s in steered):
             message = Message(query, rcode=Rcode.SERVFAIL, aa=False)
             label = ("SERVFAIL", service.name, "")
-            return message.pack(opt=self._opt(query, scope=scope), limit=limit), label, per_peer
+            return message.pack(opt=self._opt(query, scope=scope), limit=limit), label, cacheable
         steered_records = _records(result.service_owner, service.ttl, steered)
         records = (*result.answers, *steered_records)
         outcome = Outcome.ANSWER if steered_records else Outcome.NODATA
         reply, (rcode, _, _), _ = self._from_zone(
             query, Result(outcome, result.zone, records), limit, scope=scope
         )
-        return reply, (rcode, service.name, first.datacenter or first.mode.value), per_peer
+        return reply, (rcode, service.name, first.datacenter or first.mode.value), cacheable
 
 
 def _records(owner: str, ttl: int, steered: list[Steered]) -> list[Record]:

@@ -16,6 +16,7 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from gslb.config.model import Listen, TcpLimits
 from gslb.dns.handler import Handler
@@ -70,6 +71,7 @@ class TcpServer:
         self.connections = 0
         self.per_client: Counter[str] = Counter()
         self.refused = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -83,11 +85,16 @@ class TcpServer:
             return
         self.connections += 1
         self.per_client[client] += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
         try:
             await self._loop(reader, writer, client)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            if task is not None:
+                self.tasks.discard(task)
             self.connections -= 1
             self.per_client[client] -= 1
             if not self.per_client[client]:
@@ -95,6 +102,13 @@ class TcpServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def close(self) -> None:
+        """Cut every open connection (at shutdown) and wait for their tasks to end."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
         limits = self.limits
@@ -132,9 +146,8 @@ async def dns_listeners(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((item.host, item.port))
             sock.setblocking(False)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda sock=sock: UdpProtocol(ref, sock), sock=sock  # type: ignore[misc]
-            )
+            protocol = UdpProtocol(ref, sock)
+            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
             transports.append(transport)
             server = await asyncio.start_server(
                 tcp.serve, item.host, item.port, family=family, reuse_address=True, reuse_port=reuse_port
@@ -145,8 +158,9 @@ async def dns_listeners(
     finally:
         for server in servers:
             server.close()
-        for transport in transports:
-            transport.close()
+        await tcp.close()
+        for udp in transports:
+            udp.close()
         for server in servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()

@@ -190,7 +190,7 @@ def _check_zone(path: Path, origin: str, records: list[Record]) -> list[str]:
             problems.append(f"{path}: SOA at {r.name} is not at the apex {origin}")
         if r.rtype == TYPE_NS and r.name != origin:
             problems.append(f"{path}: NS at {r.name}: delegations below the apex are not supported")
-    names = {}
+    names: dict[str, set[int]] = {}
     for r in records:
         names.setdefault(r.name, set()).add(r.rtype)
     for name, types in names.items():
@@ -211,7 +211,9 @@ def load_zones(config: Config) -> Zones:
             continue
         services = [s for s in config.services.values() if s.zone == zone_config.origin]
         for service in services:
-            clash = [r for r in records if r.name == service.name and r.rtype in (TYPE_A, TYPE_AAAA, TYPE_CNAME)]
+            clash = [
+                r for r in records if r.name == service.name and r.rtype in (TYPE_A, TYPE_AAAA, TYPE_CNAME)
+            ]
             if clash:
                 problems.append(
                     f"{zone_config.file}: {service.name} is a service (see {config.source}); "

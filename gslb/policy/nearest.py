@@ -89,9 +89,7 @@ class Decision:
     addresses: tuple[IPAddress, ...]  # of the family asked for; may be empty (NODATA)
 
 
-def datacenter_state(
-    service: Service, dc: Datacenter, view: HealthView, *, now: float
-) -> DatacenterState:
+def datacenter_state(service: Service, dc: Datacenter, view: HealthView, *, now: float) -> DatacenterState:
     """Eligibility of one datacenter: not drained and at least min_up endpoints usable.
 
     Inside a datacenter, degraded endpoints are soft-drained: used only when no endpoint
@@ -100,9 +98,7 @@ def datacenter_state(
     drain = view.drain_for(region=dc.region, datacenter=dc.name, now=now)
     endpoints = [e for e in service.endpoints if e.datacenter == dc.name]
     usable = [
-        e
-        for e in endpoints
-        if view.drain_for(region="", datacenter="", endpoint_id=e.id, now=now) is None
+        e for e in endpoints if view.drain_for(region="", datacenter="", endpoint_id=e.id, now=now) is None
     ]
     health = {e.id: view.health(e.id) for e in usable}
     up = [e for e in usable if health[e.id] is not Health.DOWN]
@@ -116,7 +112,9 @@ def datacenter_state(
         return _addresses([e for e in usable if isinstance(e.address, IPv4Address) == v4])
 
     eligible = drain is None and len(up) >= service.min_up
-    return DatacenterState(dc.name, eligible, drain, len(up), pick(True), pick(False), all_of(True), all_of(False))
+    return DatacenterState(
+        dc.name, eligible, drain, len(up), pick(True), pick(False), all_of(True), all_of(False)
+    )
 
 
 def _addresses(endpoints: Sequence[Endpoint]) -> tuple[IPAddress, ...]:

@@ -5,11 +5,18 @@ provides it) so that this module imports no outside library. One `Steering` exis
 (config, HealthView); a new view means a new `Steering`, so its caches never hold answers
 from an older health state. The distance orders live in a cache shared across views,
 since they depend only on the config and the client position.
+
+Scope widening (walking the GeoIP tree around a network) costs about a millisecond, far
+more than an answer, so it never runs on the query path: the first answer for a network
+carries the GeoIP network itself as scope (true, merely narrow) and queues the network;
+`widen_pending` (called from an idle-time task) widens it, and later answers carry the
+wider scope. Replies are only cached once their scope is final.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
@@ -17,12 +24,21 @@ from typing import Protocol
 
 from gslb.config.model import Config, IPAddress, Service
 from gslb.health.view import HealthView
-from gslb.policy.nearest import Decision, DatacenterState, Mode, Position, decide, order_datacenters, service_states
+from gslb.policy.nearest import (
+    DatacenterState,
+    Decision,
+    Mode,
+    Position,
+    decide,
+    order_datacenters,
+    service_states,
+)
 
 IPNetwork = IPv4Network | IPv6Network
 
-_WIDEN_LIMIT = 64  # distinct networks inspected per widening step
+WIDEN_LIMIT = 64  # distinct networks inspected per widening step
 _CACHE_LIMIT = 200_000
+_PENDING_LIMIT = 10_000
 
 
 class LocationLike(Protocol):
@@ -45,10 +61,13 @@ class Locating(Protocol):
 class Steered:
     decision: Decision
     scope: int  # ECS scope prefix length for this answer
-    network: IPNetwork  # the (widened) network the answer holds for
+    network: IPNetwork  # the network the answer holds for
+    final: bool = True  # False until widening has run for this network
 
 
 OrderCache = dict[tuple[str, float | None, float | None, str | None], tuple[str, ...]]
+_SteerKey = tuple[str, bool, IPNetwork]
+_PrefixKey = tuple[str, bool, int, int, int]
 
 
 class Steering:
@@ -65,9 +84,12 @@ class Steering:
         self.locator = locator
         self.view = view
         self.states = service_states(config, view, now=now())
+        self._datacenters = {s.name: s.datacenters() for s in config.services.values()}
         self._orders: OrderCache = {} if orders is None else orders
-        self._steered: dict[tuple[str, bool, IPNetwork], Steered] = {}
-        self._widened: dict[tuple[str, bool, int, int, int], Steered] = {}
+        self._steered: dict[_SteerKey, Steered] = {}
+        self._widened: dict[_PrefixKey, Steered] = {}
+        self._widened_lengths: list[int] = []  # prefix lengths present in _widened, longest first
+        self.pending: deque[tuple[Service, bool, LocationLike]] = deque(maxlen=_PENDING_LIMIT)
 
     def order(self, service: Service, location: LocationLike) -> tuple[str, ...]:
         key = (service.name, location.latitude, location.longitude, location.datacenter)
@@ -79,7 +101,7 @@ class Steering:
                 else None
             )
             order = order_datacenters(
-                service.datacenters(),
+                self._datacenters[service.name],
                 self.config.datacenters,
                 position=position,
                 pinned=location.datacenter,
@@ -94,7 +116,7 @@ class Steering:
         return decide(service, self.order(service, location), self.states[service.name], v4=v4)
 
     def steer(self, service: Service, client: IPAddress, *, v4: bool) -> Steered:
-        """The decision for one client address, with the widest network it holds for."""
+        """The decision for one client address and the network it holds for."""
         location = self.locator.locate(client)
         key = (service.name, v4, location.network)
         steered = self._steered.get(key)
@@ -102,50 +124,81 @@ class Steering:
             steered = self._inside_widened(service.name, v4, location.network)
             if steered is None:
                 decision = self.decide_for(service, location, v4=v4)
-                network = self._widen(service, location.network, decision, v4=v4)
-                scope = 0 if self._independent(service, decision) else network.prefixlen
-                steered = Steered(decision, scope, network)
-                self._widened[_prefix_key(service.name, v4, network)] = steered
+                if self._independent(service, decision):
+                    steered = Steered(decision, 0, location.network)
+                else:
+                    steered = Steered(decision, location.network.prefixlen, location.network, final=False)
+                    self.pending.append((service, v4, location))
             if len(self._steered) > _CACHE_LIMIT:
                 self._steered.clear()
-                self._widened.clear()
             self._steered[key] = steered
         return steered
 
+    def widen_pending(self, *, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> int:
+        """Widen queued networks until the budget is spent; returns how many were done."""
+        deadline = clock() + budget_s
+        done = 0
+        while self.pending and clock() < deadline:
+            service, v4, location = self.pending.popleft()
+            key = (service.name, v4, location.network)
+            current = self._steered.get(key)
+            if current is None or current.final:
+                continue
+            widened = self._inside_widened(service.name, v4, location.network)
+            if widened is None:
+                network = self._widen(service, location.network, current.decision, v4=v4)
+                widened = Steered(current.decision, network.prefixlen, network)
+                self._remember(service.name, v4, widened)
+            self._steered[key] = widened
+            done += 1
+        return done
+
+    def _remember(self, service: str, v4: bool, steered: Steered) -> None:
+        if len(self._widened) > _CACHE_LIMIT:
+            self._widened.clear()
+            self._widened_lengths.clear()
+        self._widened[_prefix_key(service, v4, steered.network)] = steered
+        if steered.network.prefixlen not in self._widened_lengths:
+            self._widened_lengths.append(steered.network.prefixlen)
+            self._widened_lengths.sort(reverse=True)
+
     def _inside_widened(self, service: str, v4: bool, network: IPNetwork) -> Steered | None:
-        """A network already proven to lie inside a widened one shares its answer and scope."""
+        """A network inside one already proven uniform shares its answer and scope."""
+        if not self._widened_lengths:
+            return None
         address = int(network.network_address)
         width = network.max_prefixlen
-        for prefix in range(network.prefixlen, -1, -1):
-            found = self._widened.get((service, v4, network.version, prefix, address >> (width - prefix)))
-            if found is not None:
-                return found
+        version = network.version
+        for prefix in self._widened_lengths:
+            if prefix <= network.prefixlen:
+                found = self._widened.get((service, v4, version, prefix, address >> (width - prefix)))
+                if found is not None:
+                    return found
         return None
 
     def _independent(self, service: Service, decision: Decision) -> bool:
         """Answers that are the same for every client get scope 0."""
         if decision.mode in (Mode.FALLBACK, Mode.SERVFAIL, Mode.DRAINED):
             return True
-        return len(service.datacenters()) == 1
+        return len(self._datacenters[service.name]) == 1
 
     def _widen(self, service: Service, network: IPNetwork, decision: Decision, *, v4: bool) -> IPNetwork:
         """Aggregate like gdnsd: widen while every location in the supernet gets this answer.
 
         Each step only inspects the sibling half: the half we come from is already proven.
         """
+        answer = (decision.datacenter, decision.addresses)
         while network.prefixlen > 0:
             parent = network.supernet()
             low, high = parent.subnets()
             sibling = high if low == network else low
-            locations = self.locator.locations_within(sibling, _WIDEN_LIMIT)
+            locations = self.locator.locations_within(sibling, WIDEN_LIMIT)
             if locations is None:
                 break
-            answer = (decision.datacenter, decision.addresses)
-            if any(
-                (d.datacenter, d.addresses) != answer
-                for d in (self.decide_for(service, loc, v4=v4) for loc in locations)
-            ):
-                break
+            for location in locations:
+                d = self.decide_for(service, location, v4=v4)
+                if (d.datacenter, d.addresses) != answer:
+                    return network
             network = parent
         return network
 
@@ -153,6 +206,6 @@ class Steering:
         return self.states[service.name]
 
 
-def _prefix_key(service: str, v4: bool, network: IPNetwork) -> tuple[str, bool, int, int, int]:
+def _prefix_key(service: str, v4: bool, network: IPNetwork) -> _PrefixKey:
     shift = network.max_prefixlen - network.prefixlen
     return (service, v4, network.version, network.prefixlen, int(network.network_address) >> shift)

@@ -9,7 +9,7 @@ A/AAAA) are leaves of a zone whose records the policy supplies per query.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gslb.config.model import Service
@@ -72,7 +72,9 @@ class Result:
     zone: Zone | None = field(default=None, repr=False)
     answers: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
-    service: Service | None = field(default=None, repr=False)  # steer the A/AAAA of this service (the end of any CNAME chain)
+    service: Service | None = field(
+        default=None, repr=False
+    )  # steer the A/AAAA of this service (the end of any CNAME chain)
     service_owner: str = ""  # owner name for steered records (the qname, or the last CNAME target)
 
 
@@ -88,7 +90,8 @@ def build_zone(origin: str, records: Iterable[Record], services: Iterable[Servic
         raise ValueError(f"zone {origin} has no SOA at its apex")
     service_map = {s.name: s for s in services}
     names: set[str] = set()
-    for name in (*nodes, *service_map):
+    for owner in (*nodes, *service_map):
+        name = owner
         while name.endswith(origin) and name not in names:
             names.add(name)
             if name == origin:
@@ -104,7 +107,7 @@ class Zones:
     def __init__(self, zones: Iterable[Zone]) -> None:
         self._zones = {z.origin: z for z in zones}
 
-    def __iter__(self) -> Iterable[Zone]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Zone]:
         return iter(self._zones.values())
 
     def find(self, name: str) -> Zone | None:

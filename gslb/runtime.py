@@ -1,0 +1,143 @@
+"""Composition root: builds every part from a Config and owns their lifecycles.
+
+Everything with a lifecycle is an async context manager entered on one AsyncExitStack.
+The query path is wired here and nowhere else: health changes build a new `Steering` and
+swap it into the handler; SIGHUP builds a whole new handler and swaps the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gslb.config.loader import load
+from gslb.config.model import Config, Override
+from gslb.dns.handler import Handler
+from gslb.dns.server import HandlerRef, dns_listeners
+from gslb.dns.zonefile import load_zones
+from gslb.errors import ConfigError, GslbError
+from gslb.geo.locator import Locator, load_overrides
+from gslb.health.view import HealthView
+from gslb.policy.steering import OrderCache, Steering
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).parent / "data" / "gslb.yaml"
+
+
+@dataclass
+class Parts:
+    """What one config builds; a reload builds a new one and swaps it whole."""
+
+    config: Config
+    locator: Locator
+    handler: Handler
+    orders: OrderCache
+
+
+def build_locator(config: Config) -> Locator:
+    overrides: tuple[Override, ...] = ()
+    if config.geoip.overrides is not None:
+        overrides = load_overrides(config.geoip.overrides)
+        unknown = sorted({o.datacenter for o in overrides if o.datacenter} - set(config.datacenters))
+        if unknown:
+            known = ", ".join(config.datacenters)
+            raise ConfigError(
+                str(config.geoip.overrides), [f'unknown datacenter "{n}" (known: {known})' for n in unknown]
+            )
+    locator = Locator(config.geoip.database, overrides)
+    if config.geoip.database is None:
+        log.warning(
+            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
+            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
+        )
+    return locator
+
+
+def build_parts(config: Config, view: HealthView, previous: Parts | None = None) -> Parts:
+    """Zones, locator and handler for one config; raises ConfigError listing every problem."""
+    zones = load_zones(config)
+    if previous is not None and previous.config.geoip == config.geoip:
+        locator = previous.locator
+    else:
+        locator = build_locator(config)
+    orders: OrderCache = {}
+    steering = Steering(config, locator, view, orders=orders) if config.services else None
+    handler = Handler(
+        zones, steering, identity=config.server.identity, udp_payload_size=config.server.udp_payload_size
+    )
+    return Parts(config, locator, handler, orders)
+
+
+class Responder:
+    """The DNS side of `gslb serve`: listeners, the handler, reloads and health swaps."""
+
+    def __init__(self, config: Config, view: HealthView | None = None) -> None:
+        self.view = view or HealthView()
+        self.parts = build_parts(config, self.view)
+        self.ref = HandlerRef(self.parts.handler)
+
+    @property
+    def config(self) -> Config:
+        return self.parts.config
+
+    def apply_view(self, view: HealthView) -> None:
+        """Called by the health sync when a new view is swapped in."""
+        self.view = view
+        parts = self.parts
+        if parts.config.services:
+            parts.handler.set_steering(Steering(parts.config, parts.locator, view, orders=parts.orders))
+
+    def reload(self) -> bool:
+        path = self.parts.config.source
+        try:
+            config = load(path)
+            parts = build_parts(config, self.view, self.parts)
+        except GslbError as exc:
+            log.error("reload of %s failed; still serving the previous config:\n%s", path, exc)
+            return False
+        if config.server.listen != self.parts.config.server.listen:
+            log.warning("server.listen changed: it takes effect at the next restart")
+        self.parts = parts
+        self.ref.handler = parts.handler
+        log.info("reloaded %s: %d zones, %d services", path, len(config.zones), len(config.services))
+        return True
+
+
+async def widen_scopes(ref: HandlerRef, *, interval_s: float = 0.02, budget_s: float = 0.002) -> None:
+    """Idle-time ECS scope widening: a small slice of every interval, never inside a query."""
+    while True:
+        await asyncio.sleep(interval_s)
+        steering = ref.handler.steering
+        if steering is not None and steering.pending:
+            steering.widen_pending(budget_s=budget_s)
+
+
+async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads config and zones."""
+    responder = Responder(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, responder.reload)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(dns_listeners(responder.ref, config.server.listen, config.server.tcp))
+        widener = asyncio.create_task(widen_scopes(responder.ref))
+        stack.callback(widener.cancel)
+        log.info(
+            "gslb serving %d zones, %d services (started %s)",
+            len(config.zones),
+            len(config.services),
+            time.ctime(),
+        )
+        if ready:
+            ready()
+        await stop.wait()
+        log.info("stopping")
