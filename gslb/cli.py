@@ -11,10 +11,11 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gslb import __version__
-from gslb.config.loader import load
+from gslb.config.loader import load, parse_listen
 from gslb.config.model import Config
 from gslb.errors import ConfigError, GslbError
 
@@ -22,7 +23,7 @@ log = logging.getLogger("gslb")
 
 
 def _config(path: str | None) -> Config:
-    from gslb.runtime import DEFAULT_CONFIG
+    from gslb.responder import DEFAULT_CONFIG
 
     return load(Path(path) if path else DEFAULT_CONFIG)
 
@@ -41,20 +42,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     if args.listen:
-        from dataclasses import replace
-
-        from gslb.config.loader import parse_listen
-
-        config = replace(
-            config, server=replace(config.server, listen=tuple(parse_listen(x) for x in args.listen))
-        )
+        listen = tuple(parse_listen(x) for x in args.listen)
+        config = replace(config, server=replace(config.server, listen=listen))
+    if args.api_listen:
+        config = replace(config, api=replace(config.api, listen=parse_listen(args.api_listen)))
     _run(serve(config))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from gslb.runtime import probe
+
+    _run(probe(_config(args.config)))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from gslb.health.view import HealthView
-    from gslb.runtime import build_parts
+    from gslb.responder import build_parts
 
     config = _config(args.config)
     build_parts(config, HealthView())
@@ -68,7 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from gslb.explain import explain, render
     from gslb.health.view import HealthView
-    from gslb.runtime import build_parts
+    from gslb.responder import build_parts
 
     config = _config(args.config)
     parts = build_parts(config, HealthView())
@@ -91,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="answer DNS (embedded default with no -c)")
     serve.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
     serve.add_argument("--listen", action="append", help="ADDRESS:PORT, overrides server.listen (repeatable)")
+    serve.add_argument("--api-listen", metavar="ADDR:PORT", help="overrides api.listen (embedded mode)")
     serve.set_defaults(func=cmd_serve)
+
+    probe = sub.add_parser("probe", help="probe every endpoint and keep verdicts in Redis")
+    probe.add_argument("-c", "--config", required=True, help="gslb.yaml with state.redis_url")
+    probe.set_defaults(func=cmd_probe)
 
     check = sub.add_parser("check", help="validate a config and its zone files")
     check.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")

@@ -18,7 +18,7 @@ from gslb.geo.locator import Location
 from gslb.health.view import Health, HealthView
 from gslb.policy.nearest import Position, distance_km
 from gslb.policy.steering import Steering
-from gslb.runtime import Parts
+from gslb.responder import Parts
 from gslb.zone.zone import TYPE_A, TYPE_AAAA, Outcome
 
 

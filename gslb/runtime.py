@@ -2,112 +2,59 @@
 
 Everything with a lifecycle is an async context manager entered on one AsyncExitStack.
 The query path is wired here and nowhere else: health changes build a new `Steering` and
-swap it into the handler; SIGHUP builds a whole new handler and swaps the reference.
+swap it into the handler (HealthSync's callback); SIGHUP builds a whole new handler and
+swaps the reference, and restarts the in-process prober on the new endpoints.
+
+Modes: with no `state.redis_url`, `gslb serve` is the embedded mode (memory store, prober
+and api in the same process); with Redis, `gslb serve` is a responder only, `gslb probe`
+and `gslb api` run elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import signal
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from gslb.api.context import ApiContext
+from gslb.api.server import run_api
 from gslb.config.loader import load
-from gslb.config.model import Config, Override
-from gslb.dns.handler import Handler
+from gslb.config.model import Config
 from gslb.dns.server import HandlerRef, dns_listeners
-from gslb.dns.zonefile import load_zones
 from gslb.errors import ConfigError, GslbError
-from gslb.geo.locator import Locator, load_overrides
-from gslb.health.view import HealthView
-from gslb.policy.steering import OrderCache, Steering
+from gslb.probe.slot import ProberSlot
+from gslb.responder import DEFAULT_CONFIG, Responder
+from gslb.state.snapshot_file import load_snapshot
+from gslb.state.store import Store, open_store
+from gslb.state.sync import HealthSync
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).parent / "data" / "gslb.yaml"
+__all__ = ["DEFAULT_CONFIG", "probe", "serve", "state_dir"]
 
 
-@dataclass
-class Parts:
-    """What one config builds; a reload builds a new one and swaps it whole."""
-
-    config: Config
-    locator: Locator
-    handler: Handler
-    orders: OrderCache
+def state_dir() -> Path:
+    """Per-user folder for local state (snapshots, the embedded api token)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gslb"
 
 
-def build_locator(config: Config) -> Locator:
-    overrides: tuple[Override, ...] = ()
-    if config.geoip.overrides is not None:
-        overrides = load_overrides(config.geoip.overrides)
-        unknown = sorted({o.datacenter for o in overrides if o.datacenter} - set(config.datacenters))
-        if unknown:
-            known = ", ".join(config.datacenters)
-            raise ConfigError(
-                str(config.geoip.overrides), [f'unknown datacenter "{n}" (known: {known})' for n in unknown]
-            )
-    locator = Locator(config.geoip.database, overrides)
-    if config.geoip.database is None:
-        log.warning(
-            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
-            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
-        )
-    return locator
-
-
-def build_parts(config: Config, view: HealthView, previous: Parts | None = None) -> Parts:
-    """Zones, locator and handler for one config; raises ConfigError listing every problem."""
-    zones = load_zones(config)
-    if previous is not None and previous.config.geoip == config.geoip:
-        locator = previous.locator
+def with_snapshot_path(config: Config) -> Config:
+    """Every process keeps its last good state on disk; default: a per-config file in state_dir()."""
+    if config.state.snapshot_path is not None:
+        return config
+    if config.source.resolve() == DEFAULT_CONFIG.resolve():
+        name = "embedded"
     else:
-        locator = build_locator(config)
-    orders: OrderCache = {}
-    steering = Steering(config, locator, view, orders=orders) if config.services else None
-    handler = Handler(
-        zones, steering, identity=config.server.identity, udp_payload_size=config.server.udp_payload_size
-    )
-    return Parts(config, locator, handler, orders)
-
-
-class Responder:
-    """The DNS side of `gslb serve`: listeners, the handler, reloads and health swaps."""
-
-    def __init__(self, config: Config, view: HealthView | None = None) -> None:
-        self.view = view or HealthView()
-        self.parts = build_parts(config, self.view)
-        self.ref = HandlerRef(self.parts.handler)
-
-    @property
-    def config(self) -> Config:
-        return self.parts.config
-
-    def apply_view(self, view: HealthView) -> None:
-        """Called by the health sync when a new view is swapped in."""
-        self.view = view
-        parts = self.parts
-        if parts.config.services:
-            parts.handler.set_steering(Steering(parts.config, parts.locator, view, orders=parts.orders))
-
-    def reload(self) -> bool:
-        path = self.parts.config.source
-        try:
-            config = load(path)
-            parts = build_parts(config, self.view, self.parts)
-        except GslbError as exc:
-            log.error("reload of %s failed; still serving the previous config:\n%s", path, exc)
-            return False
-        if config.server.listen != self.parts.config.server.listen:
-            log.warning("server.listen changed: it takes effect at the next restart")
-        self.parts = parts
-        self.ref.handler = parts.handler
-        log.info("reloaded %s: %d zones, %d services", path, len(config.zones), len(config.services))
-        return True
+        name = hashlib.sha256(str(config.source.resolve()).encode()).hexdigest()[:16]
+    return replace(config, state=replace(config.state, snapshot_path=state_dir() / f"{name}.snapshot.json"))
 
 
 async def widen_scopes(ref: HandlerRef, *, interval_s: float = 0.02, budget_s: float = 0.002) -> None:
@@ -119,25 +66,106 @@ async def widen_scopes(ref: HandlerRef, *, interval_s: float = 0.02, budget_s: f
             steering.widen_pending(budget_s=budget_s)
 
 
-async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads config and zones."""
-    responder = Responder(config)
-    stop = asyncio.Event()
+async def _restore_embedded_drains(config: Config, store: Store) -> None:
+    """Embedded mode keeps drains across restarts through the local snapshot file."""
+    path = config.state.snapshot_path
+    snapshot = await asyncio.to_thread(load_snapshot, path) if path is not None and path.exists() else None
+    if snapshot is None:
+        return
+    for drain in snapshot.drains:
+        await store.add_drain(drain, publish=False)
+    if snapshot.drains:
+        log.info("restored %d drains from %s", len(snapshot.drains), path)
+
+
+@contextlib.asynccontextmanager
+async def _signals(
+    stop: asyncio.Event, reload: Callable[[], Coroutine[Any, Any, None]]
+) -> AsyncIterator[None]:
+    """SIGTERM/SIGINT set `stop`; SIGHUP runs `reload()` as a task (one line of log per outcome)."""
     loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, responder.reload)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads config and zones."""
+    config = with_snapshot_path(config)
+    embedded = config.state.redis_url is None
+    responder = Responder(config)
+    stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(config.state))
+        if embedded:
+            await _restore_embedded_drains(config, store)
+        sync = await stack.enter_async_context(
+            HealthSync.from_config(store, config, on_change=responder.apply_view)
+        )
+        responder.apply_view(sync.current)
+        slot = ProberSlot(store)
+        if embedded:
+            stack.push_async_callback(slot.stop)
+            await slot.start(config)
+            context = ApiContext(lambda: responder.parts, store, sync, slot, responder_local=True)
+            await stack.enter_async_context(run_api(config.api, context))
+
+        async def reload() -> None:
+            if responder.reload() and embedded:
+                await slot.start(with_snapshot_path(responder.config))
+
+        await stack.enter_async_context(_signals(stop, reload))
         await stack.enter_async_context(dns_listeners(responder.ref, config.server.listen, config.server.tcp))
         widener = asyncio.create_task(widen_scopes(responder.ref))
         stack.callback(widener.cancel)
         log.info(
-            "gslb serving %d zones, %d services (started %s)",
+            "gslb serving %d zones, %d services (%s mode)",
             len(config.zones),
             len(config.services),
-            time.ctime(),
+            "embedded" if embedded else f"distributed, state in {config.state.redis_url}",
         )
         if ready:
             ready()
+        await stop.wait()
+        log.info("stopping")
+
+
+async def probe(config: Config) -> None:
+    """`gslb probe`: check every endpoint and write the verdicts to Redis until stopped."""
+    if config.state.redis_url is None:
+        raise ConfigError(
+            str(config.source),
+            ["state.redis_url: gslb probe needs Redis (without it, gslb serve probes in-process)"],
+        )
+    stop = asyncio.Event()
+    current = {"config": config}
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(config.state))
+        slot = ProberSlot(store)
+        stack.push_async_callback(slot.stop)
+        await slot.start(config)
+
+        async def reload() -> None:
+            try:
+                new = load(current["config"].source)
+            except GslbError as exc:
+                log.error("reload failed; still probing the previous config:\n%s", exc)
+                return
+            current["config"] = new
+            await slot.start(new)
+
+        await stack.enter_async_context(_signals(stop, reload))
         await stop.wait()
         log.info("stopping")

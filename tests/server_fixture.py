@@ -93,7 +93,15 @@ def start_gslb(
     config = tmp_path / f"gslb-{port}.yaml"
     config.write_text(config_text.format(port=port, zone=zone, geoip=GEOIP_DATA, tmp=tmp_path))
     log = tmp_path / f"gslb-{port}.log"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # embedded mode runs the api too: give it a free port, and keep local state in tmp_path
+    if "--api-listen" not in args:
+        args = (*args, "--api-listen", f"127.0.0.1:{free_port()}")
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        **(env or {}),
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gslb", "serve", "-c", str(config), *args],

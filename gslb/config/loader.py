@@ -219,9 +219,7 @@ def load(path: Path | str) -> Config:
 
 def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     default = ServerConfig()
-    keys = reader.mapping(
-        node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen"}
-    )
+    keys = reader.mapping(node, {"listen", "udp_payload_size", "tcp", "identity", "metrics_listen"})
     listen = tuple(reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen")))
     tcp_keys = reader.mapping(keys.get("tcp"), {f.name for f in fields(TcpLimits)})
     tcp = TcpLimits(
@@ -236,7 +234,6 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     identity = Identity(**{k: reader.optional_str(v) for k, v in ident_keys.items()})
     return ServerConfig(
         listen=listen or default.listen,
-        workers=reader.number(keys.get("workers"), 1, low=1, high=64, integer=True),
         udp_payload_size=reader.number(keys.get("udp_payload_size"), 1232, low=512, high=4096, integer=True),
         tcp=tcp,
         identity=identity,

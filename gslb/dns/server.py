@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections import Counter
@@ -146,8 +147,9 @@ async def dns_listeners(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((item.host, item.port))
             sock.setblocking(False)
-            protocol = UdpProtocol(ref, sock)
-            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(UdpProtocol, ref, sock), sock=sock
+            )
             transports.append(transport)
             server = await asyncio.start_server(
                 tcp.serve, item.host, item.port, family=family, reuse_address=True, reuse_port=reuse_port

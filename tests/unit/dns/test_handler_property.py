@@ -14,7 +14,7 @@ from gslb.config.loader import load
 from gslb.dns.codec import encode_name
 from gslb.dns.handler import Handler
 from gslb.health.view import HealthView
-from gslb.runtime import build_parts
+from gslb.responder import build_parts
 from tests.server_fixture import EXAMPLE_CONFIG
 
 
