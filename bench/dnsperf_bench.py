@@ -99,7 +99,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, config: Path) -> subprocess.Popen[bytes]:
+def start_server(port: int, config: Path, log: Path) -> subprocess.Popen[bytes]:
     command = [
         "taskset",
         "-c",
@@ -110,8 +110,16 @@ def start_server(port: int, config: Path) -> subprocess.Popen[bytes]:
         str(config),
         "--listen",
         f"127.0.0.1:{port}",
+        "--api-listen",
+        f"127.0.0.1:{free_port()}",
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "XDG_STATE_HOME": str(log.parent / "state")},
+        )
     for _ in range(200):
         probe = subprocess.run(
             [
@@ -132,7 +140,7 @@ def start_server(port: int, config: Path) -> subprocess.Popen[bytes]:
             return proc
         time.sleep(0.1)
     proc.kill()
-    raise SystemExit("gslb did not start")
+    raise SystemExit(f"gslb did not start:\n{log.read_text()}")
 
 
 def dnsperf(port: int, path: Path, flags: list[str], duration: int) -> tuple[float, float, float]:
@@ -192,7 +200,7 @@ def main() -> None:
             results = []
             for _ in range(args.runs):
                 port = free_port()
-                server = start_server(port, args.config)  # fresh server: cold caches for every run
+                server = start_server(port, args.config, Path(tmp) / f"gslb-{mix}.log")  # cold caches
                 try:
                     results.append(dnsperf(port, path, flags, args.duration))
                 finally:

@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from ipaddress import ip_address
+from typing import NamedTuple
 
 from gslb.config.model import Identity, IPAddress, Service
 from gslb.dns.codec import (
@@ -55,7 +56,13 @@ _RFC8482_HINFO = b"\x07RFC8482\x00"
 
 
 Label = tuple[str, str, str]  # (rcode, service, datacenter) for the metrics
-Built = tuple[bytes, Label, bool | None]  # reply, label, cache it per peer (True) / for all (False) / not
+
+
+class Built(NamedTuple):
+    reply: bytes
+    label: Label
+    per_peer: bool | None  # cache it per sender (True), for all (False), or not at all (None)
+    provisional: Steered | None = None  # the decision it was built from, while not final
 
 
 @dataclass(slots=True)
@@ -63,8 +70,9 @@ class Entry:
     """A cached reply without its ID, and what it counts as in the metrics."""
 
     tail: bytes
-    label: tuple[str, str, str]  # (rcode, service, datacenter)
+    label: Label
     hits: int = 0
+    provisional: Steered | None = None  # built before scope widening: stale once superseded
 
 
 def client_from_ecs(ecs: ClientSubnet | None) -> IPAddress | None:
@@ -127,7 +135,7 @@ class Handler:
     def handle(self, wire: bytes, peer: str, *, tcp: bool = False) -> bytes | None:
         cache = self._tcp if tcp else self._udp
         entry = cache.get(wire[2:])
-        if entry is not None:
+        if entry is not None and (entry.provisional is None or not entry.provisional.superseded):
             entry.hits += 1
             return wire[:2] + entry.tail
         entry = self._by_peer.get((tcp, peer, wire[2:]))
@@ -153,11 +161,11 @@ class Handler:
             log.debug("FORMERR: %s", exc)
             self.counts["FORMERR", "", ""] += 1
             return header_only(wire, Rcode.FORMERR)
-        reply, label, per_peer = self._reply(query, peer, tcp)
+        reply, label, per_peer, provisional = self._reply(query, peer, tcp)
         if per_peer is None:
             self.counts[label] += 1
             return reply
-        entry = Entry(reply[2:], label, 1)
+        entry = Entry(reply[2:], label, 1, provisional)
         caches = len(self._udp) + len(self._tcp) + len(self._by_peer)
         if caches > _CACHE_LIMIT:
             self.clear_caches()
@@ -188,7 +196,7 @@ class Handler:
         if query.edns_error:
             message = Message(query, rcode=0, aa=False)
             opt = self._opt(query, ext_rcode=Rcode.BADVERS >> 4)
-            return message.pack(opt=opt, limit=limit), ("BADVERS", "", ""), False
+            return Built(message.pack(opt=opt, limit=limit), ("BADVERS", "", ""), False)
         qtype, qclass = query.qtype, query.qclass
         if qtype == TYPE_OPT:
             return self._simple(query, Rcode.FORMERR, limit)
@@ -211,7 +219,7 @@ class Handler:
 
     def _simple(self, query: Query, rcode: Rcode, limit: int) -> Built:
         message = Message(query, rcode=rcode, aa=False)
-        return message.pack(opt=self._opt(query), limit=limit), (rcode.name, "", ""), False
+        return Built(message.pack(opt=self._opt(query), limit=limit), (rcode.name, "", ""), False)
 
     def _chaos_reply(self, query: Query, limit: int) -> Built:
         """CHAOS TXT id.server/hostname.bind/version.bind when configured; else REFUSED."""
@@ -220,7 +228,7 @@ class Handler:
             return self._simple(query, Rcode.REFUSED, limit)
         message = Message(query, rcode=Rcode.NOERROR, aa=True)
         message.add(0, _txt(query.qname, text), rclass=CLASS_CH)
-        return message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False
+        return Built(message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False)
 
     def _from_zone(self, query: Query, result: Result, limit: int, *, scope: int = 0) -> Built:
         rcode = Rcode.NXDOMAIN if result.outcome is Outcome.NXDOMAIN else Rcode.NOERROR
@@ -232,7 +240,7 @@ class Handler:
         for record in result.additional:
             message.add(2, record)
         label = "NODATA" if result.outcome is Outcome.NODATA else rcode.name
-        return message.pack(opt=self._opt(query, scope=scope), limit=limit), (label, "", ""), False
+        return Built(message.pack(opt=self._opt(query, scope=scope), limit=limit), (label, "", ""), False)
 
     def _rfc8482(self, query: Query, result: Result, limit: int) -> Built:
         """ANY over UDP: one synthesised HINFO instead of everything (RFC 8482 section 4.2)."""
@@ -244,7 +252,7 @@ class Handler:
         ttl = zone.negative_ttl if zone else 3600
         owner = result.service_owner or (result.answers[-1].name if result.answers else query.qname)
         message.add(0, Record(owner, TYPE_HINFO, ttl, _RFC8482_HINFO))
-        return message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False
+        return Built(message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False)
 
     def _steered(self, query: Query, result: Result, service: Service, peer: str, limit: int) -> Built:
         ecs = query.edns.ecs if query.edns else None
@@ -256,19 +264,21 @@ class Handler:
         address = client if client is not None else ip_address(peer)
         steered = [self.steering.steer(service, address, v4=t == TYPE_A) for t in qtypes]
         scope = max(s.scope for s in steered) if client is not None else 0
-        cacheable: bool | None = per_peer if all(s.final for s in steered) else None
+        # Without ECS no scope is sent, so a provisional decision is as good as a final one.
+        provisional = next((s for s in steered if not s.final), None) if client is not None else None
         first = steered[0].decision
         if all(s.decision.mode is Mode.SERVFAIL for s in steered):
             message = Message(query, rcode=Rcode.SERVFAIL, aa=False)
             label = ("SERVFAIL", service.name, "")
-            return message.pack(opt=self._opt(query, scope=scope), limit=limit), label, cacheable
+            return Built(
+                message.pack(opt=self._opt(query, scope=scope), limit=limit), label, per_peer, provisional
+            )
         steered_records = _records(result.service_owner, service.ttl, steered)
         records = (*result.answers, *steered_records)
         outcome = Outcome.ANSWER if steered_records else Outcome.NODATA
-        reply, (rcode, _, _), _ = self._from_zone(
-            query, Result(outcome, result.zone, records), limit, scope=scope
-        )
-        return reply, (rcode, service.name, first.datacenter or first.mode.value), cacheable
+        built = self._from_zone(query, Result(outcome, result.zone, records), limit, scope=scope)
+        label = (built.label[0], service.name, first.datacenter or first.mode.value)
+        return Built(built.reply, label, per_peer, provisional)
 
 
 def _records(owner: str, ttl: int, steered: list[Steered]) -> list[Record]:

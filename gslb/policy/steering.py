@@ -10,7 +10,7 @@ Scope widening (walking the GeoIP tree around a network) costs about a milliseco
 more than an answer, so it never runs on the query path: the first answer for a network
 carries the GeoIP network itself as scope (true, merely narrow) and queues the network;
 `widen_pending` (called from an idle-time task) widens it, and later answers carry the
-wider scope. Replies are only cached once their scope is final.
+wider scope; replies cached from a provisional decision are dropped when it is superseded.
 """
 
 from __future__ import annotations
@@ -57,12 +57,17 @@ class Locating(Protocol):
     def locations_within(self, network: IPNetwork, limit: int) -> Sequence[LocationLike] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Steered:
+    """A decision and its scope. Not frozen on purpose: a provisional one (scope not yet
+    widened) is marked `superseded` when widening replaces it, so that replies cached from
+    it are rebuilt with the wider scope."""
+
     decision: Decision
     scope: int  # ECS scope prefix length for this answer
     network: IPNetwork  # the network the answer holds for
     final: bool = True  # False until widening has run for this network
+    superseded: bool = False
 
 
 OrderCache = dict[tuple[str, float | None, float | None, str | None], tuple[str, ...]]
@@ -150,6 +155,7 @@ class Steering:
                 widened = Steered(current.decision, network.prefixlen, network)
                 self._remember(service.name, v4, widened)
             self._steered[key] = widened
+            current.superseded = True
             done += 1
         return done
 
