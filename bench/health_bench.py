@@ -205,7 +205,7 @@ def propagation(trials: int) -> None:
                         asyncio.run(write_drain(bench.redis_port, add=add, publish=publish))
                         want = {"127.0.0.21"} if add else {"127.0.0.11", "127.0.0.12"}
                         for port in bench.dns_ports:
-                            until(lambda p=port: ask(p)[1] == want, timeout_s=5, step_s=0.001)
+                            until(lambda p=port, w=want: ask(p)[1] == w, timeout_s=5, step_s=0.001)
                             delays.append(time.monotonic() - t0)
                 path = "pub/sub hint" if publish else "poll only (no PUBLISH)"
                 report(f"propagation to 2 responders, {path}", delays)
@@ -262,8 +262,9 @@ def redis_outage(seconds: float) -> None:
             )
             print(
                 f"- Redis down {seconds:.0f} s under a query loop: {counts['queries']} queries, "
-                f"{counts['servfail']} SERVFAIL, {counts['wrong']} answers not matching the last known state, "
-                f"{counts['timeouts']} timeouts; change made meanwhile served {converged:.2f} s after Redis returned"
+                f"{counts['servfail']} SERVFAIL, {counts['wrong']} answers not matching the last known "
+                f"state, {counts['timeouts']} timeouts; change made meanwhile served {converged:.2f} s "
+                "after Redis returned"
             )
         finally:
             bench.close()
