@@ -77,6 +77,7 @@ class Responder:
         self.view = view or HealthView()
         self.parts = build_parts(config, self.view)
         self.ref = HandlerRef(self.parts.handler)
+        self._all_down: set[str] = set()
 
     @property
     def config(self) -> Config:
@@ -87,7 +88,26 @@ class Responder:
         self.view = view
         parts = self.parts
         if parts.config.services:
-            parts.handler.set_steering(Steering(parts.config, parts.locator, view, orders=parts.orders))
+            steering = Steering(parts.config, parts.locator, view, orders=parts.orders)
+            parts.handler.set_steering(steering)
+            self._log_all_down(steering)
+
+    def _log_all_down(self, steering: Steering) -> None:
+        """One line when a service has no eligible datacenter left, and one when it has again."""
+        for service in self.parts.config.services.values():
+            states = steering.datacenter_states(service)
+            down = not any(s.eligible for s in states.values())
+            if down and service.name not in self._all_down:
+                self._all_down.add(service.name)
+                log.warning(
+                    "service %s: no eligible datacenter (%s); answering by when_all_down=%s",
+                    service.name,
+                    ", ".join(f"{n}: {'drained' if s.drain else f'{s.up} up'}" for n, s in states.items()),
+                    service.when_all_down.value,
+                )
+            elif not down and service.name in self._all_down:
+                self._all_down.discard(service.name)
+                log.info("service %s: eligible datacenters again", service.name)
 
     def reload(self) -> bool:
         path = self.parts.config.source

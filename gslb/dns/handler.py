@@ -277,7 +277,9 @@ class Handler:
         records = (*result.answers, *steered_records)
         outcome = Outcome.ANSWER if steered_records else Outcome.NODATA
         built = self._from_zone(query, Result(outcome, result.zone, records), limit, scope=scope)
-        label = (built.label[0], service.name, first.datacenter or first.mode.value)
+        # metrics: the datacenter answered, or the when_all_down branch taken
+        normal = first.mode in (Mode.NEAREST, Mode.FAILOVER) and first.datacenter is not None
+        label = (built.label[0], service.name, first.datacenter or "" if normal else first.mode.value)
         return Built(built.reply, label, per_peer, provisional)
 
 

@@ -219,3 +219,5 @@ def test_when_all_down(
         assert time.monotonic() < deadline, answer
         time.sleep(0.1)
         answer = dig(server.port, "www.gslb.example.com", "+subnet=175.16.199.0/24")
+    # the branch is logged once, when the service loses its last eligible datacenter
+    assert server.output().count(f"answering by when_all_down={mode}") == 1
