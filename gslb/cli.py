@@ -1,4 +1,4 @@
-"""Command-line front: `gslb serve | check | explain | probe | api | drain | undrain | state`.
+"""Command-line front: `gslb serve | check | explain | probe | api | drain | undrain | state | audit | token`.
 
 The only module that prints. It parses arguments, loads the config and hands over to the
 runtime; every GslbError becomes one message on stderr and a non-zero exit status.
@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gslb import __version__
 from gslb.config.loader import load, parse_listen
 from gslb.config.model import Config
 from gslb.errors import ConfigError, GslbError
+
+if TYPE_CHECKING:
+    from gslb.api.client import ApiClient
 
 log = logging.getLogger("gslb")
 
@@ -87,6 +92,248 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from gslb.runtime import api
+
+    _run(api(_config(args.config)))
+    return 0
+
+
+# -- talking to the api (standard library HTTP client) -------------------------------------------
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(text: str) -> float:
+    """'600', '90s', '10m', '2h', '1d' -> seconds (argparse type)."""
+    text = text.strip().lower()
+    unit = _DURATION.get(text[-1:], 0)
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 600, 90s, 10m, 2h or 1d')
+    return value
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    from gslb.api.client import ApiClient, api_url, find_token
+
+    return ApiClient(api_url(args.api), find_token(args.token_file))
+
+
+def _when(iso: str | None) -> str:
+    """ISO 8601 UTC from the api -> local time for people."""
+    if not iso:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _drain_text(drain: dict[str, Any]) -> str:
+    expiry = f", expires {_when(drain['expires_at'])}" if drain.get("expires_at") else ""
+    return (
+        f"{drain['kind']} {drain['target']}: {drain['reason']!r} by {drain['who']} "
+        f"at {_when(drain['created_at'])}{expiry}"
+    )
+
+
+def _timing_lines(result: dict[str, Any]) -> list[str]:
+    ttl = f"TTL {result['ttl']} s" + (
+        f", negative TTL {result['negative_ttl']} s" if result.get("negative_ttl") else ""
+    )
+    return [
+        f"  effective        {_when(result['effective_at'])} (store version {result['version']})",
+        f"  responders by    {_when(result['responders_by'])}",
+        f"  caches clear by  {_when(result['caches_clear_by'])} ({ttl})",
+    ]
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from gslb.api.client import ApiError
+
+    client = _client(args)
+    try:
+        result = client.drain(
+            args.kind, args.name, reason=args.reason, expires_in_s=args.expires_in, force=args.force
+        )
+    except ApiError as e:
+        print(f"gslb: drain refused: {e}", file=sys.stderr)
+        if e.status == 409:
+            print("gslb: repeat with --force to drain anyway", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    services = ", ".join(s.rstrip(".") for s in result["affected_services"]) or "none"
+    datacenters = ", ".join(result["affected_datacenters"]) or "none"
+    print(f"drained {args.kind} {args.name}" + (" (forced)" if result["forced"] else ""))
+    print(f"  reason           {result['drain']['reason']}")
+    if result["drain"].get("expires_at"):
+        print(f"  expires          {_when(result['drain']['expires_at'])}")
+    print(f"  datacenters      {datacenters} ({result['affected_endpoints']} endpoints)")
+    print(f"  services         {services}")
+    for line in _timing_lines(result):
+        print(line)
+    for emptied in result["emptied"]:
+        print(
+            f"  warning          {emptied['service'].rstrip('.')} {emptied['family']} "
+            "has nothing left to answer"
+        )
+    return 0
+
+
+def cmd_undrain(args: argparse.Namespace) -> int:
+    from gslb.api.client import ApiError
+
+    try:
+        result = _client(args).undrain(args.kind, args.name, reason=args.reason or "")
+    except ApiError as e:
+        print(f"gslb: undrain refused: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if result["removed"] is None:
+        print(f"{args.kind} {args.name} was not drained: nothing changed")
+    else:
+        print(f"undrained {args.kind} {args.name}")
+        for line in _timing_lines(result):
+            print(line)
+    for drain in result["still_drained_by"]:
+        print(f"  still drained by {_drain_text(drain)}")
+    return 0
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
+    """The text `gslb state` prints."""
+    sync = state["sync"]
+    age = "never" if sync["age_s"] is None else f"{sync['age_s']:.1f} s ago"
+    lines = [
+        f"gslb state: {state['mode']} mode, store version {state['version']['store']}, "
+        f"last sync {age}"
+        + ("" if sync["connected"] else ", STORE UNREACHABLE")
+        + (", STALE" if sync["stale"] else "")
+    ]
+    rows = [["REGION", "DATACENTER", "STATE", "UP", "DRAIN"]]
+    by_name = {dc["name"]: dc for dc in state["datacenters"]}
+    listed = set()
+    for region in state["regions"]:
+        for name in region["datacenters"]:
+            dc = by_name[name]
+            listed.add(name)
+            up = sum(s["endpoints_up"] for s in dc["services"])
+            total = sum(s["endpoints"] for s in dc["services"])
+            drain = dc["drain"]
+            rows.append(
+                [
+                    region["name"],
+                    name,
+                    dc["state"],
+                    f"{up}/{total}",
+                    f"{drain['kind']} {drain['target']}: {drain['reason']}" if drain else "",
+                ]
+            )
+    lines += ["", *_table(rows)]
+    rows = [["SERVICE", "TTL", "ELIGIBLE", "WHEN ALL DOWN"]]
+    for service in state["services"]:
+        eligible = ", ".join(service["eligible_datacenters"]) or "none (when_all_down answers)"
+        rows.append([service["name"].rstrip("."), str(service["ttl"]), eligible, service["when_all_down"]])
+    lines += ["", *_table(rows)]
+    if endpoints:
+        rows = [["ENDPOINT", "HEALTH", "DRAINED", "PROBERS (health, ewma ms, last check)"]]
+        for e in state["endpoints"]:
+            probers = "; ".join(
+                f"{p['prober']} {p['health']}"
+                + (f" {p['ewma_rtt_ms']:.1f}" if p["ewma_rtt_ms"] is not None else "")
+                + (f" {p['last_check_age_s']:.1f}s ago" if p["last_check_age_s"] is not None else "")
+                for p in e["probers"]
+            )
+            rows.append([e["id"], e["health"], "yes" if e["drained"] else "", probers])
+        lines += ["", *_table(rows)]
+    lines += ["", "drains:" if state["drains"] else "drains: none"]
+    lines += [f"  {_drain_text(d)}" for d in state["drains"]]
+    probers = state["probers"]
+    lines.append("probers:" if probers else "probers: none reporting")
+    for p in probers:
+        lines.append(
+            f"  {p['id']}: heartbeat {p['heartbeat_age_s']:.1f} s ago" + (" (STALE)" if p["stale"] else "")
+        )
+    return "\n".join(lines)
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    state = _client(args).state()
+    print(json.dumps(state, indent=2) if args.json else render_state(state, endpoints=args.endpoints))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    entries = _client(args).audit(args.limit)["entries"]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    rows = [["TIME", "TOKEN", "SOURCE", "ACTION", "TARGET", "RESULT", "REASON"]]
+    for e in reversed(entries):
+        rows.append(
+            [_when(e["at"]), e["token"], e["source"], e["action"], e["target"], e["result"], e["reason"]]
+        )
+    print("\n".join(_table(rows)) if len(rows) > 1 else "no audit entries")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from gslb.api.tokens import Role, append_token_line, new_token, parse_tokens_file, token_line, valid_name
+
+    if not valid_name(args.name):
+        raise GslbError(f'"{args.name}" is not a token name (letters, digits, "_.-", at most 64)')
+    path = Path(args.file) if args.file else None
+    if args.config:
+        path = _config(args.config).api.tokens_file
+        if path is None:
+            raise GslbError(f"{args.config} sets no api.tokens_file: set it, or pass --file")
+    secret = new_token()
+    line = token_line(args.name, Role(args.role), secret)
+    if path is None:
+        print(secret)
+        print(
+            f"add this line to your api.tokens_file (the token above is shown only now):\n{line}",
+            file=sys.stderr,
+        )
+        return 0
+    if path.exists():
+        existing = parse_tokens_file(path.read_text(), str(path))
+        if any(t.name == args.name for t in existing):
+            raise GslbError(f'{path} already has a token named "{args.name}"')
+    append_token_line(path, line)
+    print(secret)
+    print(
+        f'token "{args.name}" ({args.role}) added to {path}; it is shown only now. '
+        f"A running api picks it up within a second.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api", metavar="URL", help="the api (default: $GSLB_API_URL or http://127.0.0.1:8053)"
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the token (default: $GSLB_API_TOKEN, else the file gslb serve creates)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the api's JSON reply")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gslb", description="GSLB authoritative DNS server")
     parser.add_argument("--version", action="version", version=f"gslb {__version__}")
@@ -117,6 +364,58 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
     explain.set_defaults(func=cmd_explain)
+
+    api = sub.add_parser("api", help="the ops api over Redis state (gslb serve runs it in embedded mode)")
+    api.add_argument("-c", "--config", required=True, help="gslb.yaml with state.redis_url")
+    api.set_defaults(func=cmd_api)
+
+    for verb in ("drain", "undrain"):
+        command = sub.add_parser(
+            verb,
+            help="take a region, datacenter or endpoint out of answers"
+            if verb == "drain"
+            else "put a drained region, datacenter or endpoint back",
+        )
+        command.add_argument("kind", choices=["region", "datacenter", "endpoint"])
+        command.add_argument(
+            "name", help="region or datacenter name, or endpoint id SERVICE/DATACENTER/ADDRESS"
+        )
+        if verb == "drain":
+            command.add_argument("--reason", required=True, help="why (kept in the audit log)")
+            command.add_argument(
+                "--expires-in",
+                type=duration_s,
+                metavar="DURATION",
+                help="undrain by itself after 600, 10m, 2h...",
+            )
+            command.add_argument(
+                "--force", action="store_true", help="drain even if a service is left with nothing to answer"
+            )
+            command.set_defaults(func=cmd_drain)
+        else:
+            command.add_argument("--reason", help="why (kept in the audit log)")
+            command.set_defaults(func=cmd_undrain)
+        _api_options(command)
+
+    state = sub.add_parser("state", help="datacenters, drains and probers as the api sees them")
+    state.add_argument("--endpoints", action="store_true", help="also list every endpoint")
+    state.set_defaults(func=cmd_state)
+    _api_options(state)
+
+    audit = sub.add_parser("audit", help="recent drains and undrains")
+    audit.add_argument("--limit", type=int, default=20)
+    audit.set_defaults(func=cmd_audit)
+    _api_options(audit)
+
+    token = sub.add_parser("token", help="api tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="make a token: prints it once, stores only its hash")
+    create.add_argument("name", help="who the token is for (shown in the audit log)")
+    create.add_argument("--role", required=True, choices=["read", "operate"])
+    where = create.add_mutually_exclusive_group()
+    where.add_argument("--file", help="the tokens file to append to")
+    where.add_argument("-c", "--config", help="append to this config's api.tokens_file")
+    create.set_defaults(func=cmd_token_create)
     return parser
 
 

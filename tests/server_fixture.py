@@ -38,6 +38,16 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports (two calls of `free_port` may return the same one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass
 class GslbProcess:
     config: Path
@@ -49,6 +59,10 @@ class GslbProcess:
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.extra_ports['api']}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -85,17 +99,28 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
 def start_gslb(
     tmp_path: Path, config_text: str, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
 ) -> GslbProcess:
-    """Write `config_text` (with {port}, {zone}, {geoip} placeholders) and start `gslb serve`."""
-    port = free_port()
+    """Write `config_text` (with {port}, {api_port}, {metrics_port}, {zone}, {geoip}, {tmp}
+    placeholders) and start `gslb serve`; `extra_ports` has "api" (where the embedded api
+    listens) and "metrics" (free for `server.metrics_listen`)."""
+    port, api_port, metrics_port = free_ports(3)
     zone = tmp_path / "gslb.example.com.zone"
     if not zone.exists():
         shutil.copy(EXAMPLE_ZONE, zone)
     config = tmp_path / f"gslb-{port}.yaml"
-    config.write_text(config_text.format(port=port, zone=zone, geoip=GEOIP_DATA, tmp=tmp_path))
+    config.write_text(
+        config_text.format(
+            port=port,
+            api_port=api_port,
+            metrics_port=metrics_port,
+            zone=zone,
+            geoip=GEOIP_DATA,
+            tmp=tmp_path,
+        )
+    )
     log = tmp_path / f"gslb-{port}.log"
     # embedded mode runs the api too: give it a free port, and keep local state in tmp_path
     if "--api-listen" not in args:
-        args = (*args, "--api-listen", f"127.0.0.1:{free_port()}")
+        args = (*args, "--api-listen", f"127.0.0.1:{api_port}")
     full_env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -116,7 +141,63 @@ def start_gslb(
         proc.kill()
         proc.wait()
         raise
-    return GslbProcess(config, port, proc, log)
+    return GslbProcess(config, port, proc, log, {"api": api_port, "metrics": metrics_port})
+
+
+def wait_http(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 30.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gslb exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"gslb api did not listen within {timeout_s}s:\n{log.read_text(errors='replace')}")
+
+
+def start_gslb_api(tmp_path: Path, config_text: str, *, env: dict[str, str] | None = None) -> GslbProcess:
+    """Write `config_text` (placeholders as `start_gslb`; it sets state.redis_url and
+    `api.listen: 127.0.0.1:{api_port}`) and start `gslb api`; `port` is the api's port."""
+    api_port, unused_port, metrics_port = free_ports(3)
+    zone = tmp_path / "gslb.example.com.zone"
+    if not zone.exists():
+        shutil.copy(EXAMPLE_ZONE, zone)
+    config = tmp_path / f"gslb-api-{api_port}.yaml"
+    config.write_text(
+        config_text.format(
+            port=unused_port,
+            api_port=api_port,
+            metrics_port=metrics_port,
+            zone=zone,
+            geoip=GEOIP_DATA,
+            tmp=tmp_path,
+        )
+    )
+    log = tmp_path / f"gslb-api-{api_port}.log"
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        **(env or {}),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gslb", "api", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=tmp_path,
+        )
+    try:
+        wait_http(api_port, proc, log)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return GslbProcess(config, api_port, proc, log, {"api": api_port})
 
 
 BASIC_CONFIG = """

@@ -476,8 +476,10 @@ def _prober(reader: _Reader, node: Node | None) -> ProberConfig:
 def _api(reader: _Reader, node: Node | None) -> ApiConfig:
     d = ApiConfig()
     keys = reader.mapping(node, {f.name for f in fields(ApiConfig)})
+    # The files are checked when the api starts: responders may share this config without them.
     return ApiConfig(
         listen=reader.listen(keys.get("listen"), d.listen),
         tokens_file=reader.path(keys.get("tokens_file")),
         audit_log=reader.path(keys.get("audit_log")),
+        metrics_require_token=reader.value(keys.get("metrics_require_token"), bool, d.metrics_require_token),
     )

@@ -170,9 +170,10 @@ class ProberConfig:
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
-    listen: Listen = Listen("127.0.0.1", 8053)
-    tokens_file: Path | None = None
-    audit_log: Path | None = None
+    listen: Listen = Listen("127.0.0.1", 8053)  # loopback unless configured
+    tokens_file: Path | None = None  # lines of "NAME ROLE sha256:HEX" (gslb token create)
+    audit_log: Path | None = None  # every drain and undrain appended as a JSON line
+    metrics_require_token: bool = False  # /metrics is open (as scrapers expect) unless set
 
 
 @dataclass(frozen=True, slots=True)

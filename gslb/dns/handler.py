@@ -172,7 +172,11 @@ class Handler:
         if per_peer:
             self._by_peer[(tcp, peer, wire[2:])] = entry
         else:
-            (self._tcp if tcp else self._udp)[wire[2:]] = entry
+            cache = self._tcp if tcp else self._udp
+            superseded = cache.get(wire[2:])
+            if superseded is not None and superseded.hits:  # a provisional reply it replaces
+                self.counts[superseded.label] += superseded.hits
+            cache[wire[2:]] = entry
         return reply
 
     def _limit(self, query: Query, tcp: bool) -> int:

@@ -114,14 +114,18 @@ class TcpServer:
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
         limits = self.limits
         while True:
-            head = await asyncio.wait_for(reader.readexactly(2), limits.idle_timeout_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel at shutdown
+            async with asyncio.timeout(limits.idle_timeout_s):
+                head = await reader.readexactly(2)
             length = int.from_bytes(head, "big")
-            message = await asyncio.wait_for(reader.readexactly(length), limits.read_timeout_s)
+            async with asyncio.timeout(limits.read_timeout_s):
+                message = await reader.readexactly(length)
             reply = self.ref.handler.handle(message, client, tcp=True)
             if reply is None:
                 continue
             writer.write(len(reply).to_bytes(2, "big") + reply)
-            await asyncio.wait_for(writer.drain(), limits.read_timeout_s)
+            async with asyncio.timeout(limits.read_timeout_s):
+                await writer.drain()
 
 
 def _family(host: str) -> socket.AddressFamily:

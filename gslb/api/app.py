@@ -1,0 +1,630 @@
+"""The aiohttp application of the ops api: routes, JSON errors, auth, drains, state, metrics.
+
+Adapter layer: the aiohttp server lives here and in `gslb.api.server` only. Every route is
+in `routes()` with the role it needs (`None`: open); the OpenAPI spec (`gslb.api.openapi`)
+describes the same table and a test holds them equal. Every error, including unknown routes,
+wrong methods, bad JSON and failures of the state store, is a JSON body
+`{"error": CODE, "message": TEXT, ...}`.
+
+Drains are serialised by one lock (the 409 rule reads the drains in force, then writes), go
+to the store (which audits them and bumps the version that every responder follows), and
+are answered once this process's own health sync has seen the new version (embedded mode:
+the responder in this process answers accordingly by then). Nothing is logged per request
+except drains and undrains, at INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from gslb.api import audit
+from gslb.api.audit import AuditFile, AuditRecord, iso, who
+from gslb.api.auth import Caller, Tokens, authenticate
+from gslb.api.context import ApiContext
+from gslb.api.drains import (
+    RequestProblem,
+    check_target,
+    covers,
+    impact,
+    parse_drain_body,
+    parse_undrain_body,
+    previously_empty,
+    refusal,
+)
+from gslb.api.metrics import GslbCollector, registry_for
+from gslb.api.openapi import spec
+from gslb.api.report import SyncInfo, build_state, drain_json
+from gslb.api.tokens import Role
+from gslb.config.model import ApiConfig, Config
+from gslb.explain import explain, render
+from gslb.health.snapshot import Snapshot
+from gslb.health.view import Drain, DrainKind
+from gslb.state.record import AuditAction, AuditEntry
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+}
+MAX_BODY = 64 * 1024
+DETAILS_MAX_AGE_S = 1.0
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RouteHandler = Callable[[web.Request, "Caller | None"], Awaitable[web.StreamResponse]]
+"""A route's handler gets the authenticated caller (None on open routes)."""
+
+
+@dataclass
+class ApiState:
+    """What the handlers share, besides the context: tokens, audit file, metrics, a clock."""
+
+    settings: ApiConfig
+    context: ApiContext
+    tokens: Tokens
+    audit_file: AuditFile
+    collector: GslbCollector
+    registry: CollectorRegistry
+    clock: Callable[[], float]
+    drain_lock: asyncio.Lock
+    details: Snapshot | None = None
+    details_at: float = 0.0
+
+    @property
+    def config(self) -> Config:
+        return self.context.parts().config
+
+    @property
+    def timeout_s(self) -> float:
+        return max(1.0, self.config.state.redis_timeout_s * 4)
+
+
+STATE = web.AppKey("state", ApiState)
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, indent=1),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def problem_response(problem: RequestProblem) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="gslb"'} if problem.status == 401 else None
+    body = {"error": problem.code, "message": problem.message, **problem.extra}
+    return json_response(body, problem.status, headers)
+
+
+_SLUGS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestProblem as problem:
+        return problem_response(problem)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _SLUGS.get(e.status, e.reason.lower().replace(" ", "_"))
+        message = {
+            404: f"no such route: {request.method} {request.path} (see /v1/openapi.json)",
+            405: f"{request.method} is not allowed on {request.path}",
+        }.get(e.status, e.text or e.reason)
+        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        return json_response({"error": code, "message": message}, e.status, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("api bug in %s %s", request.method, request.path)
+        return json_response({"error": "internal", "message": "internal error (logged)"}, 500)
+
+
+def requires(role: Role | None, handler: RouteHandler) -> Handler:
+    """The aiohttp handler: check the token for `role` (None: open), then call `handler`."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if role is None:
+            return await handler(request, None)
+        state = request.app[STATE]
+        try:
+            caller = authenticate(request, state.tokens.current(), role)
+        except RequestProblem as problem:
+            if role is Role.OPERATE:
+                # No token in the log line, ever: only the route, the source and the outcome.
+                log.warning(
+                    "refused %s %s from %s: %s", request.method, request.path, request.remote, problem.code
+                )
+            raise
+        return await handler(request, caller)
+
+    checked.__name__ = getattr(handler, "__name__", "handler")
+    return checked
+
+
+async def read_json(request: web.Request, *, required: bool) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise RequestProblem(400, "bad_body", 'a JSON body is required, e.g. {"reason": "..."}')
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestProblem(400, "bad_json", f"the body is not valid JSON: {e}") from None
+
+
+@contextlib.asynccontextmanager
+async def store_call(state: ApiState, what: str, *, writing: bool = False) -> AsyncIterator[None]:
+    """Map a slow or failing state store to 503 (one log line, no traceback)."""
+    try:
+        async with asyncio.timeout(state.timeout_s):
+            yield
+    except RequestProblem:
+        raise
+    except Exception as e:
+        log.warning("state store failed during %s: %s", what, e or type(e).__name__)
+        # A write that timed out may still have happened: say so rather than guess.
+        outcome = "it may or may not have been stored: check gslb state" if writing else "nothing was changed"
+        raise RequestProblem(
+            503, "store_unavailable", f"the state store is unavailable ({what}); {outcome}"
+        ) from None
+
+
+async def detailed_snapshot(state: ApiState) -> Snapshot | None:
+    """The store's snapshot with per-prober details, at most DETAILS_MAX_AGE_S old; None if the
+    store cannot be read (the caller falls back to the health sync's picture)."""
+    now = state.clock()
+    if state.details is not None and now - state.details_at < DETAILS_MAX_AGE_S:
+        return state.details
+    try:
+        async with asyncio.timeout(state.timeout_s):
+            details = await state.context.store.snapshot(now=now, details=True)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        log.debug("no detailed snapshot: %s", e)
+        return None
+    state.details, state.details_at = details, now
+    return details
+
+
+def sync_info(state: ApiState, details: bool) -> SyncInfo:
+    sync = state.context.sync
+    return SyncInfo(
+        mode="embedded" if state.context.responder_local else "distributed",
+        connected=sync.connected,
+        last_sync_at=sync.last_sync_at,
+        store_version=sync.store_version,
+        view_version=sync.current.version,
+        stale_probers=sync.stale_probers,
+        poll_interval_s=state.config.state.poll_interval_s,
+        details=details,
+    )
+
+
+# -- read routes ------------------------------------------------------------------------------
+
+
+async def get_state(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    state = request.app[STATE]
+    details = await detailed_snapshot(state)
+    sync = state.context.sync
+    body = build_state(
+        state.config,
+        sync.current,
+        sync.snapshot,
+        details,
+        sync_info(state, details is not None),
+        now=state.clock(),
+    )
+    return json_response(body)
+
+
+async def get_explain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    state = request.app[STATE]
+    query = request.query
+    name = query.get("name", "").strip()
+    if not name:
+        raise RequestProblem(400, "bad_value", "name is required, e.g. ?name=www.gslb.example.com")
+    client = query.get("client") or request.remote or "127.0.0.1"
+    try:
+        ip_address(client)
+    except ValueError:
+        raise RequestProblem(400, "bad_value", f'client "{client}" is not an IP address') from None
+    ecs = query.get("ecs") or None
+    if ecs is not None:
+        try:
+            ip_network(ecs, strict=False)
+        except ValueError:
+            raise RequestProblem(
+                400, "bad_value", f'ecs "{ecs}" is not a network like 193.0.14.0/24'
+            ) from None
+    qtype = query.get("type", "A").upper()
+    if qtype not in ("A", "AAAA"):
+        raise RequestProblem(400, "bad_value", f'type "{qtype}" is not A or AAAA')
+    result = explain(state.context.parts(), state.context.sync.current, name, client, ecs=ecs, qtype=qtype)
+    return json_response({**result.to_json(), "text": render(result)})
+
+
+async def get_audit(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    state = request.app[STATE]
+    text = request.query.get("limit", "100")
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= 1000:
+        raise RequestProblem(400, "bad_value", f'limit "{text}" is not a number from 1 to 1000')
+    async with store_call(state, "reading the audit"):
+        entries = await state.context.store.recent_audit(limit)
+    return json_response({"entries": [audit.entry_json(e) for e in entries]})
+
+
+async def get_whoami(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    assert caller is not None
+    return json_response({"token": caller.name, "role": caller.role.value, "source": caller.source})
+
+
+async def get_metrics(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    state = request.app[STATE]
+    state.collector.details = await detailed_snapshot(state)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(state.registry)
+    return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
+async def get_openapi(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    return json_response(spec())
+
+
+async def get_page(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    return _static_file("index.html")
+
+
+async def get_static(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    return _static_file(request.match_info["name"])
+
+
+def _static_file(name: str) -> web.StreamResponse:
+    path = STATIC / name
+    kind = STATIC_TYPES.get(path.suffix)
+    # Only plain files directly in static/ with a known type: no path tricks possible.
+    if kind is None or "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound()
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if kind == "text/html":
+        headers["Content-Security-Policy"] = CSP
+        headers["X-Frame-Options"] = "DENY"
+    return web.Response(body=path.read_bytes(), content_type=kind, headers=headers)
+
+
+# -- drains -----------------------------------------------------------------------------------
+
+
+def _target(request: web.Request, kind: DrainKind) -> str:
+    return request.match_info["name"] if kind is not DrainKind.ENDPOINT else request.match_info["id"]
+
+
+async def _wait_applied(state: ApiState, version: int) -> float | None:
+    """When this process's health sync has the new version (None: not within the wait)."""
+    sync = state.context.sync
+    sync.wake()
+    deadline = time.monotonic() + max(2.0, 2 * state.config.state.poll_interval_s)
+    while sync.store_version < version:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.005)
+    return state.clock()
+
+
+def _timing(
+    state: ApiState, written_at: float, applied_at: float | None, ttl: int, version: int
+) -> dict[str, Any]:
+    """When the change holds everywhere, and when resolver caches have let go of the old answers."""
+    poll = state.config.state.poll_interval_s
+    # Embedded: the only responder is this process, and it has applied the change already.
+    local = state.context.responder_local and applied_at is not None
+    responders_by = applied_at if local and applied_at is not None else written_at + poll
+    return {
+        "version": version,
+        "effective_at": iso(written_at),
+        "responders_by": iso(responders_by),
+        "caches_clear_by": iso(responders_by + ttl),
+        "caches_clear_in_s": round(responders_by + ttl - state.clock(), 3),
+        "ttl": ttl,
+    }
+
+
+async def _audit_unapplied(
+    state: ApiState,
+    caller: Caller,
+    action: AuditAction,
+    target: str,
+    *,
+    reason: str,
+    result: str,
+    detail: str,
+) -> None:
+    """Audit a request that changed nothing (refused, or nothing to undrain)."""
+    now = state.clock()
+    entry = AuditEntry(
+        now, who(caller.name, caller.source), action, target, reason, f"result={result}; {detail}"
+    )
+    with contextlib.suppress(RequestProblem):
+        async with store_call(state, "auditing"):
+            await state.context.store.append_audit(entry)
+    await state.audit_file.append(
+        AuditRecord(now, caller.name, caller.source, action.value, target, reason, result, detail=detail)
+    )
+
+
+def drain_handler(kind: DrainKind) -> RouteHandler:
+    async def drain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+        assert caller is not None  # an operate route
+        state = request.app[STATE]
+        target = _target(request, kind)
+        body = parse_drain_body(await read_json(request, required=True))
+        config = state.config
+        check_target(config, kind, target)
+        key = f"{kind.value}:{target}"
+        async with state.drain_lock:
+            now = state.clock()
+            async with store_call(state, "reading drains"):
+                existing = (await state.context.store.snapshot(now=now)).drains
+            drain = Drain(
+                kind,
+                target,
+                body.reason,
+                who(caller.name, caller.source),
+                created_at=now,
+                expires_at=None if body.expires_in_s is None else now + body.expires_in_s,
+            )
+            effect = impact(config, existing, drain, now=now)
+            if effect.emptied and not body.force:
+                problem = refusal(effect)
+                state.collector.api_requests[("drain", "refused")] += 1
+                log.warning("refused drain %s by %s: %s", key, drain.who, problem.message)
+                await _audit_unapplied(
+                    state,
+                    caller,
+                    AuditAction.DRAIN,
+                    key,
+                    reason=body.reason,
+                    result="refused",
+                    detail=problem.message,
+                )
+                raise problem
+            replaced = next(
+                (d for d in existing if d.kind is kind and d.target == target and d.active(now)), None
+            )
+            async with store_call(state, "writing the drain", writing=True):
+                version = await state.context.store.add_drain(drain)
+            written_at = state.clock()
+        applied_at = await _wait_applied(state, version)
+        state.collector.api_requests[("drain", "applied")] += 1
+        expiry = f", expires {iso(drain.expires_at)}" if drain.expires_at else ""
+        forced = " (forced: leaves nothing to answer)" if effect.emptied else ""
+        log.info(
+            "drained %s by %s: %r%s%s; store version %d",
+            key,
+            drain.who,
+            drain.reason,
+            expiry,
+            forced,
+            version,
+        )
+        await state.audit_file.append(
+            AuditRecord(
+                written_at,
+                caller.name,
+                caller.source,
+                "drain",
+                key,
+                drain.reason,
+                "applied",
+                version=version,
+                expires_at=drain.expires_at,
+                detail="forced" if effect.emptied else "",
+            )
+        )
+        body_out = {
+            "action": "drain",
+            "target": {"kind": kind.value, "name": target},
+            "drain": drain_json(drain),
+            "replaced": drain_json(replaced) if replaced else None,
+            "forced": bool(effect.emptied),
+            "emptied": [{"service": e.service, "family": e.family} for e in effect.emptied],
+            "affected_services": list(effect.services),
+            "affected_datacenters": list(effect.datacenters),
+            "affected_endpoints": effect.endpoints,
+            **_timing(state, written_at, applied_at, effect.max_ttl(config), version),
+        }
+        return json_response(body_out)
+
+    drain.__name__ = f"drain_{kind.value}"
+    return drain
+
+
+def undrain_handler(kind: DrainKind) -> RouteHandler:
+    async def undrain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+        assert caller is not None  # an operate route
+        state = request.app[STATE]
+        target = _target(request, kind)
+        reason = parse_undrain_body(await read_json(request, required=False))
+        config = state.config
+        check_target(config, kind, target)
+        key = f"{kind.value}:{target}"
+        async with state.drain_lock:
+            now = state.clock()
+            async with store_call(state, "reading drains"):
+                existing = (await state.context.store.snapshot(now=now)).drains
+            async with store_call(state, "removing the drain", writing=True):
+                removed = await state.context.store.remove_drain(
+                    kind, target, who=who(caller.name, caller.source), now=now, reason=reason
+                )
+                version = await state.context.store.version()
+            written_at = state.clock()
+        remaining = [d for d in existing if d.active(now) and not (d.kind is kind and d.target == target)]
+        covered = [e for e in config.endpoints() if covers(config, Drain(kind, target, ""), e)]
+        still = [d for d in remaining if any(covers(config, d, e) for e in covered)]
+        services = sorted({e.service for e in covered})
+        base: dict[str, Any] = {
+            "action": "undrain",
+            "target": {"kind": kind.value, "name": target},
+            "still_drained_by": [drain_json(d) for d in still],
+            "affected_services": services,
+            "affected_datacenters": sorted({e.datacenter for e in covered}),
+        }
+        if removed is None:
+            state.collector.api_requests[("undrain", "not_drained")] += 1
+            await _audit_unapplied(
+                state,
+                caller,
+                AuditAction.UNDRAIN,
+                key,
+                reason=reason,
+                result="not_drained",
+                detail="nothing to undrain",
+            )
+            return json_response(
+                {
+                    **base,
+                    "removed": None,
+                    "message": f"{kind.value} {target} was not drained",
+                    "version": version,
+                }
+            )
+        applied_at = await _wait_applied(state, version)
+        ttl = max((config.services[s].ttl for s in services), default=0)
+        negative = 0
+        for name in previously_empty(config, remaining, removed, now=now):
+            zone = state.context.parts().handler.zones.find(name)
+            if zone is not None:
+                negative = max(negative, zone.negative_ttl)
+        state.collector.api_requests[("undrain", "applied")] += 1
+        log.info(
+            "undrained %s by %s: %r; store version %d", key, who(caller.name, caller.source), reason, version
+        )
+        await state.audit_file.append(
+            AuditRecord(
+                written_at, caller.name, caller.source, "undrain", key, reason, "applied", version=version
+            )
+        )
+        return json_response(
+            {
+                **base,
+                "removed": drain_json(removed),
+                "negative_ttl": negative or None,
+                **_timing(state, written_at, applied_at, max(ttl, negative), version),
+            }
+        )
+
+    undrain.__name__ = f"undrain_{kind.value}"
+    return undrain
+
+
+# -- the route table --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # aiohttp pattern; OpenAPI uses the same path without the regex parts
+    handler: RouteHandler
+    role: Role | None
+
+
+def routes(settings: ApiConfig) -> tuple[Route, ...]:
+    metrics_role = Role.READ if settings.metrics_require_token else None
+    table = [
+        Route("GET", "/", get_page, None),
+        Route("GET", "/static/{name}", get_static, None),
+        Route("GET", "/v1/openapi.json", get_openapi, None),
+        Route("GET", "/metrics", get_metrics, metrics_role),
+        Route("GET", "/v1/whoami", get_whoami, Role.READ),
+        Route("GET", "/v1/state", get_state, Role.READ),
+        Route("GET", "/v1/explain", get_explain, Role.READ),
+        Route("GET", "/v1/audit", get_audit, Role.READ),
+    ]
+    for kind, prefix in (
+        (DrainKind.REGION, "/v1/regions/{name}"),
+        (DrainKind.DATACENTER, "/v1/datacenters/{name}"),
+        (DrainKind.ENDPOINT, "/v1/endpoints/{id:.+}"),
+    ):
+        table.append(Route("POST", f"{prefix}/drain", drain_handler(kind), Role.OPERATE))
+        table.append(Route("POST", f"{prefix}/undrain", undrain_handler(kind), Role.OPERATE))
+    return tuple(table)
+
+
+def build_app(
+    settings: ApiConfig,
+    context: ApiContext,
+    tokens: Tokens,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The ops api application (started by `gslb.api.server.run_api`)."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    collector = GslbCollector(context, clock=clock)
+    app[STATE] = ApiState(
+        settings=settings,
+        context=context,
+        tokens=tokens,
+        audit_file=AuditFile(settings.audit_log),
+        collector=collector,
+        registry=registry_for(collector),
+        clock=clock,
+        drain_lock=asyncio.Lock(),
+    )
+    for route in routes(settings):
+        app.router.add_route(route.method, route.path, requires(route.role, route.handler))
+    return app
+
+
+def build_metrics_app(context: ApiContext, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Only `GET /metrics`, for a responder's `server.metrics_listen` (no tokens, no drains)."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    collector = GslbCollector(context, clock=clock)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(
+            body=encoder(registry), headers={"Content-Type": content_type, "Cache-Control": "no-store"}
+        )
+
+    registry = registry_for(collector)
+    app.router.add_route("GET", "/metrics", metrics)
+    return app

@@ -1,0 +1,307 @@
+"""Prometheus metrics: one custom collector that reads the live values at scrape time.
+
+Adapter layer (prometheus-client). Nothing is counted per query here: the DNS handler keeps
+its own plain counters (`Handler.totals()`), the prober its `stats`, the health sync its
+view; the collector turns them into metric families when Prometheus asks. Names follow
+Prometheus conventions (base units: seconds; `_total` for counters). Series:
+
+- queries (responder): `gslb_dns_responses_total{rcode,service}`,
+  `gslb_dns_answers_total{service,datacenter}` (steered answers by the datacenter chosen),
+  `gslb_when_all_down_answers_total{service,mode}` (fail_open, fallback, servfail, drained),
+- health: `gslb_endpoint_health{endpoint,service,datacenter}` (2 up, 1 degraded, 0 down),
+  `gslb_endpoint_drained`, `gslb_datacenter_eligible{service,datacenter,region}`,
+  `gslb_datacenter_state{datacenter,region,state}` (1 for the current state),
+  `gslb_service_when_all_down{service,policy}` (1 while nothing is eligible), `gslb_drains{kind}`,
+- state: `gslb_state_version`, `gslb_state_view_generation`, `gslb_state_sync_age_seconds`,
+  `gslb_state_store_connected`, `gslb_probers{freshness}`, `gslb_prober_heartbeat_age_seconds{prober}`,
+- per prober and endpoint (api, when details can be read): `gslb_endpoint_rtt_ewma_seconds`,
+  `gslb_endpoint_rtt_baseline_seconds`, `gslb_endpoint_check_ok`,
+  `gslb_endpoint_last_check_timestamp_seconds`, `gslb_endpoint_prober_health`,
+- the in-process prober: `gslb_probe_checks_total{prober,result}`, `gslb_probe_errors_total`,
+  `gslb_probe_late_total`, `gslb_probe_check_duration_seconds_total`,
+  `gslb_probe_check_duration_seconds_max`, `gslb_probe_targets`, `gslb_probe_writes_total{result}`,
+- the api: `gslb_api_drain_requests_total{action,result}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gslb.api.context import ApiContext
+from gslb.api.report import datacenter_health
+from gslb.health.snapshot import Snapshot
+from gslb.health.view import DrainKind, Health
+from gslb.policy.nearest import Mode, service_states
+
+log = logging.getLogger(__name__)
+
+HEALTH_VALUE = {Health.UP: 2.0, Health.DEGRADED: 1.0, Health.DOWN: 0.0}
+WHEN_ALL_DOWN_MODES = frozenset(
+    {Mode.FAIL_OPEN.value, Mode.FALLBACK.value, Mode.SERVFAIL.value, Mode.DRAINED.value}
+)
+"""The handler labels replies of a when_all_down branch with the branch instead of a datacenter."""
+
+
+def _name(service: str) -> str:
+    return service.rstrip(".")
+
+
+class GslbCollector(Collector):
+    """Reads `context` at every scrape. `details` is refreshed by the scrape handler first."""
+
+    def __init__(self, context: ApiContext, *, clock: Callable[[], float] = time.time) -> None:
+        self.context = context
+        self.clock = clock
+        self.details: Snapshot | None = None
+        self.api_requests: Counter[tuple[str, str]] = Counter()
+        self._failed = False
+
+    def describe(self) -> list[Metric]:
+        return []  # values are read live: no fixed description, no collection at registration
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = [
+                *self._queries(),
+                *self._health(),
+                *self._state(),
+                *self._details(),
+                *self._prober(),
+                *self._api(),
+            ]
+        except Exception:
+            if not self._failed:
+                log.exception("metrics collection failed (logged once)")
+            self._failed = True
+            return
+        yield from families
+
+    def _queries(self) -> Iterator[Metric]:
+        if not self.context.responder_local:
+            return
+        datacenters = self.context.parts().config.datacenters
+        totals = self.context.parts().handler.totals()
+        responses = CounterMetricFamily(
+            "gslb_dns_responses", "DNS replies sent, by rcode and service", labels=["rcode", "service"]
+        )
+        answers = CounterMetricFamily(
+            "gslb_dns_answers",
+            "Steered replies by the datacenter whose addresses they carry",
+            labels=["service", "datacenter"],
+        )
+        all_down = CounterMetricFamily(
+            "gslb_when_all_down_answers",
+            "Steered replies given by a when_all_down branch (fail_open, fallback, servfail, drained)",
+            labels=["service", "mode"],
+        )
+        by_rcode: Counter[tuple[str, str]] = Counter()
+        by_dc: Counter[tuple[str, str]] = Counter()
+        by_mode: Counter[tuple[str, str]] = Counter()
+        for (rcode, service, third), count in totals.items():
+            by_rcode[(rcode, _name(service))] += count
+            if not service:
+                continue
+            if third in datacenters:
+                by_dc[(_name(service), third)] += count
+            elif third in WHEN_ALL_DOWN_MODES:
+                by_mode[(_name(service), third)] += count
+            elif rcode == "SERVFAIL":
+                by_mode[(_name(service), Mode.SERVFAIL.value)] += count
+        for labels, count in sorted(by_rcode.items()):
+            responses.add_metric(list(labels), count)
+        for labels, count in sorted(by_dc.items()):
+            answers.add_metric(list(labels), count)
+        for labels, count in sorted(by_mode.items()):
+            all_down.add_metric(list(labels), count)
+        yield from (responses, answers, all_down)
+
+    def _health(self) -> Iterator[Metric]:
+        config = self.context.parts().config
+        view = self.context.sync.current
+        now = self.clock()
+        endpoint_health = GaugeMetricFamily(
+            "gslb_endpoint_health",
+            "Combined endpoint health: 2 up, 1 degraded, 0 down (drains not counted)",
+            labels=["endpoint", "service", "datacenter"],
+        )
+        drained = GaugeMetricFamily(
+            "gslb_endpoint_drained",
+            "1 when a drain (endpoint, datacenter or region) holds the endpoint out of answers",
+            labels=["endpoint", "service", "datacenter"],
+        )
+        for e in config.endpoints():
+            labels = [e.id, _name(e.service), e.datacenter]
+            endpoint_health.add_metric(labels, HEALTH_VALUE[view.health(e.id)])
+            region = config.datacenters[e.datacenter].region
+            drain = view.drain_for(region=region, datacenter=e.datacenter, endpoint_id=e.id, now=now)
+            drained.add_metric(labels, 1.0 if drain else 0.0)
+        states = service_states(config, view, now=now)
+        eligible = GaugeMetricFamily(
+            "gslb_datacenter_eligible",
+            "1 when the datacenter can take the service's traffic (undrained, enough endpoints up)",
+            labels=["service", "datacenter", "region"],
+        )
+        all_down = GaugeMetricFamily(
+            "gslb_service_when_all_down",
+            "1 while no datacenter is eligible for the service and its when_all_down policy answers",
+            labels=["service", "policy"],
+        )
+        for service, by_dc in states.items():
+            for name, state in by_dc.items():
+                eligible.add_metric(
+                    [_name(service), name, config.datacenters[name].region], 1.0 if state.eligible else 0.0
+                )
+            policy = config.services[service].when_all_down.value
+            all_down.add_metric(
+                [_name(service), policy], 0.0 if any(s.eligible for s in by_dc.values()) else 1.0
+            )
+        dc_state = GaugeMetricFamily(
+            "gslb_datacenter_state",
+            "1 for the datacenter's current state (up, degraded, down, drained), 0 for the others",
+            labels=["datacenter", "region", "state"],
+        )
+        for name, dc in config.datacenters.items():
+            health, _ = datacenter_health(name, config, states, view, now)
+            for candidate in ("up", "degraded", "down", "drained"):
+                dc_state.add_metric([name, dc.region, candidate], 1.0 if health.value == candidate else 0.0)
+        drains = GaugeMetricFamily("gslb_drains", "Drains in force, by kind", labels=["kind"])
+        active = Counter(d.kind for d in view.drains if d.active(now))
+        for kind in DrainKind:
+            drains.add_metric([kind.value], float(active[kind]))
+        yield from (endpoint_health, drained, eligible, all_down, dc_state, drains)
+
+    def _state(self) -> Iterator[Metric]:
+        sync = self.context.sync
+        now = self.clock()
+        yield GaugeMetricFamily(
+            "gslb_state_version", "Store version of the state in use", value=float(sync.store_version)
+        )
+        yield GaugeMetricFamily(
+            "gslb_state_view_generation",
+            "Local generation of the health view (grows at every swap)",
+            value=float(sync.current.version),
+        )
+        age = GaugeMetricFamily(
+            "gslb_state_sync_age_seconds", "Seconds since the state store was last read successfully"
+        )
+        if sync.last_sync_at is not None:
+            age.add_metric([], max(0.0, now - sync.last_sync_at))
+        yield age
+        yield GaugeMetricFamily(
+            "gslb_state_store_connected",
+            "1 when the last read of the state store succeeded",
+            value=1.0 if sync.connected else 0.0,
+        )
+        stale = set(sync.stale_probers)
+        probers = GaugeMetricFamily("gslb_probers", "Probers known to the store", labels=["freshness"])
+        known = set(sync.snapshot.probers)
+        probers.add_metric(["fresh"], float(len(known - stale)))
+        probers.add_metric(["stale"], float(len(known & stale)))
+        yield probers
+        heartbeat = GaugeMetricFamily(
+            "gslb_prober_heartbeat_age_seconds",
+            "Age of each prober's heartbeat when the store was last read",
+            labels=["prober"],
+        )
+        for prober_id, report in sorted(sync.snapshot.probers.items()):
+            heartbeat.add_metric([prober_id], max(0.0, sync.snapshot.read_at - report.heartbeat_at))
+        yield heartbeat
+
+    def _details(self) -> Iterator[Metric]:
+        details = self.details
+        if details is None:
+            return
+        labels = ["endpoint", "prober"]
+        ewma = GaugeMetricFamily("gslb_endpoint_rtt_ewma_seconds", "EWMA of check RTT", labels=labels)
+        baseline = GaugeMetricFamily(
+            "gslb_endpoint_rtt_baseline_seconds", "Slow long-run EWMA of successful check RTT", labels=labels
+        )
+        ok = GaugeMetricFamily("gslb_endpoint_check_ok", "1 when the last check passed", labels=labels)
+        checked = GaugeMetricFamily(
+            "gslb_endpoint_last_check_timestamp_seconds", "When the last check ran", labels=labels
+        )
+        health = GaugeMetricFamily(
+            "gslb_endpoint_prober_health",
+            "One prober's verdict: 2 up, 1 degraded, 0 down",
+            labels=labels,
+        )
+        for prober_id, report in sorted(details.probers.items()):
+            for endpoint_id, state in sorted(report.states.items()):
+                key = [endpoint_id, prober_id]
+                health.add_metric(key, HEALTH_VALUE[state.health])
+                if state.ewma_rtt_ms is not None:
+                    ewma.add_metric(key, state.ewma_rtt_ms / 1000.0)
+                if state.baseline_rtt_ms is not None:
+                    baseline.add_metric(key, state.baseline_rtt_ms / 1000.0)
+                if state.last_ok is not None:
+                    ok.add_metric(key, 1.0 if state.last_ok else 0.0)
+                if state.checked_at is not None:
+                    checked.add_metric(key, state.checked_at)
+        yield from (ewma, baseline, ok, checked, health)
+
+    def _prober(self) -> Iterator[Metric]:
+        slot = self.context.probers
+        prober = slot.prober if slot is not None else None
+        if prober is None:
+            return
+        stats = prober.stats
+        pid = [prober.prober_id]
+        checks = CounterMetricFamily(
+            "gslb_probe_checks", "Checks run by this process's prober", labels=["prober", "result"]
+        )
+        checks.add_metric([*pid, "ok"], float(stats.checks - stats.failures))
+        checks.add_metric([*pid, "fail"], float(stats.failures - stats.timeouts))
+        checks.add_metric([*pid, "timeout"], float(stats.timeouts))
+        yield checks
+        yield _counter("gslb_probe_errors", "Checks that raised unexpectedly", pid, stats.errors)
+        yield _counter("gslb_probe_late", "Checks that started over one interval late", pid, stats.late)
+        yield _counter(
+            "gslb_probe_check_duration_seconds", "Total time spent in checks", pid, stats.check_seconds
+        )
+        yield _gauge(
+            "gslb_probe_check_duration_seconds_max", "Longest check so far", pid, stats.max_check_seconds
+        )
+        yield _gauge("gslb_probe_targets", "Distinct (check, address) targets probed", pid, stats.targets)
+        writes = CounterMetricFamily(
+            "gslb_probe_writes", "State writes to the store", labels=["prober", "result"]
+        )
+        writes.add_metric([*pid, "ok"], float(stats.writes))
+        writes.add_metric([*pid, "fail"], float(stats.write_failures))
+        yield writes
+
+    def _api(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "gslb_api_drain_requests",
+            "Authorized drain and undrain requests, by result",
+            labels=["action", "result"],
+        )
+        for (action, result), count in sorted(self.api_requests.items()):
+            requests.add_metric([action, result], float(count))
+        yield requests
+
+
+def _counter(name: str, doc: str, labels: list[str], value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=["prober"])
+    family.add_metric(labels, float(value))
+    return family
+
+
+def _gauge(name: str, doc: str, labels: list[str], value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=["prober"])
+    family.add_metric(labels, float(value))
+    return family
+
+
+def registry_for(collector: GslbCollector) -> CollectorRegistry:
+    """A registry of our own (not the process-global one): our collector and process metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    return registry
