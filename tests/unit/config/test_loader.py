@@ -106,3 +106,16 @@ services:
     assert (first.check.kind, first.check.path, first.check.port) == (CheckKind.HTTP, "/health", 8080)
     assert (second.check.kind, second.check.port, second.weight) == (CheckKind.TCP, 8080, 2)
     assert second.id == "www.gslb.example.com/ams/192.0.2.11"
+
+
+def test_the_deploy_example_is_valid(tmp_path: Path) -> None:
+    deploy = EXAMPLE_CONFIG.parents[2] / "deploy" / "gslb.yaml"
+    text = deploy.read_text().replace("/var/lib/GeoIP/GeoLite2-City.mmdb", "null")
+    (tmp_path / "gslb.example.com.zone").write_text(
+        (EXAMPLE_CONFIG.parent / "gslb.example.com.zone").read_text()
+    )
+    path = tmp_path / "gslb.yaml"
+    path.write_text(text)
+    config = load(path)
+    assert config.state.redis_url == "redis://redis.internal:6379/0"
+    assert [listen.port for listen in config.server.listen] == [53, 53]
