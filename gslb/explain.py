@@ -89,6 +89,7 @@ def explain(
     steering = Steering(parts.config, parts.locator, view, orders={})
     location = parts.locator.locate(address)
     steering.steer(service, address, v4=code == TYPE_A)
+    steering.steer(service, address, v4=code == TYPE_A)  # a second ask queues the widening
     steering.widen_pending(budget_s=10.0)
     steered = steering.steer(service, address, v4=code == TYPE_A)
     order = steering.order(service, location)

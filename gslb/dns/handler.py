@@ -13,6 +13,7 @@ dropped whenever zones or health change.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -135,9 +136,15 @@ class Handler:
     def handle(self, wire: bytes, peer: str, *, tcp: bool = False) -> bytes | None:
         cache = self._tcp if tcp else self._udp
         entry = cache.get(wire[2:])
-        if entry is not None and (entry.provisional is None or not entry.provisional.superseded):
-            entry.hits += 1
-            return wire[:2] + entry.tail
+        if entry is not None:
+            provisional = entry.provisional
+            if provisional is None:
+                entry.hits += 1
+                return wire[:2] + entry.tail
+            if not provisional.superseded and self.steering is not None:
+                self.steering.promote(provisional)  # asked again: worth widening
+                entry.hits += 1
+                return wire[:2] + entry.tail
         entry = self._by_peer.get((tcp, peer, wire[2:]))
         if entry is not None:
             entry.hits += 1
@@ -287,13 +294,16 @@ class Handler:
         return Built(built.reply, label, per_peer, provisional)
 
 
+@functools.lru_cache(maxsize=4096)
+def _address_records(owner: str, ttl: int, addresses: tuple[IPAddress, ...]) -> tuple[Record, ...]:
+    """The A/AAAA records of one decision; a handful of distinct ones per service."""
+    return tuple(
+        Record(owner, TYPE_A if a.version == 4 else TYPE_AAAA, ttl, a.packed, str(a)) for a in addresses
+    )
+
+
 def _records(owner: str, ttl: int, steered: list[Steered]) -> list[Record]:
-    out = []
-    for s in steered:
-        for address in s.decision.addresses:
-            rtype = TYPE_A if address.version == 4 else TYPE_AAAA
-            out.append(Record(owner, rtype, ttl, address.packed, str(address)))
-    return out
+    return [r for s in steered for r in _address_records(owner, ttl, s.decision.addresses)]
 
 
 def _txt(owner: str, text: str) -> Record:

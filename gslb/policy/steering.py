@@ -8,9 +8,10 @@ since they depend only on the config and the client position.
 
 Scope widening (walking the GeoIP tree around a network) costs about a millisecond, far
 more than an answer, so it never runs on the query path: the first answer for a network
-carries the GeoIP network itself as scope (true, merely narrow) and queues the network;
-`widen_pending` (called from an idle-time task) widens it, and later answers carry the
-wider scope; replies cached from a provisional decision are dropped when it is superseded.
+carries the GeoIP network itself as scope (true, merely narrow); when the network is asked
+for again it is queued, `widen_pending` (called from an idle-time task) widens it, and later
+answers carry the wider scope. Replies cached from a provisional decision are dropped when
+it is superseded.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Steered:
     network: IPNetwork  # the network the answer holds for
     final: bool = True  # False until widening has run for this network
     superseded: bool = False
+    key: tuple[str, bool, IPNetwork] | None = None  # set while provisional: what to widen
 
 
 OrderCache = dict[tuple[str, float | None, float | None, str | None], tuple[str, ...]]
@@ -94,7 +96,9 @@ class Steering:
         self._steered: dict[_SteerKey, Steered] = {}
         self._widened: dict[_PrefixKey, Steered] = {}
         self._widened_lengths: list[int] = []  # prefix lengths present in _widened, longest first
-        self.pending: deque[tuple[Service, bool, LocationLike]] = deque(maxlen=_PENDING_LIMIT)
+        self._candidates: dict[_SteerKey, tuple[Service, bool, LocationLike]] = {}
+        # (service, v4, location, network widened so far)
+        self.pending: deque[tuple[Service, bool, LocationLike, IPNetwork]] = deque(maxlen=_PENDING_LIMIT)
 
     def order(self, service: Service, location: LocationLike) -> tuple[str, ...]:
         key = (service.name, location.latitude, location.longitude, location.datacenter)
@@ -132,26 +136,49 @@ class Steering:
                 if self._independent(service, decision):
                     steered = Steered(decision, 0, location.network)
                 else:
-                    steered = Steered(decision, location.network.prefixlen, location.network, final=False)
-                    self.pending.append((service, v4, location))
+                    prefix = location.network.prefixlen
+                    steered = Steered(decision, prefix, location.network, final=False, key=key)
+                    if len(self._candidates) > _CACHE_LIMIT:
+                        self._candidates.clear()
+                    self._candidates[key] = (service, v4, location)
             if len(self._steered) > _CACHE_LIMIT:
                 self._steered.clear()
             self._steered[key] = steered
+        elif not steered.final:
+            self.promote(steered)
         return steered
 
+    def promote(self, steered: Steered) -> None:
+        """A provisional network asked for again is worth widening: queue it (once).
+
+        Networks seen only once (most of a random-subnet flood) never cost a tree walk.
+        """
+        if steered.key is not None:
+            candidate = self._candidates.pop(steered.key, None)
+            if candidate is not None:
+                self.pending.append((*candidate, candidate[2].network))
+
     def widen_pending(self, *, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> int:
-        """Widen queued networks until the budget is spent; returns how many were done."""
+        """Widen queued networks until the budget is spent; returns how many were finished.
+
+        Work is done one widening step (one sibling walk, bounded by WIDEN_LIMIT) at a time,
+        and an unfinished network goes back to the end of the queue, so one call never
+        overruns its budget by more than a step.
+        """
         deadline = clock() + budget_s
         done = 0
         while self.pending and clock() < deadline:
-            service, v4, location = self.pending.popleft()
+            service, v4, location, network = self.pending.popleft()
             key = (service.name, v4, location.network)
             current = self._steered.get(key)
             if current is None or current.final:
                 continue
-            widened = self._inside_widened(service.name, v4, location.network)
+            widened = self._inside_widened(service.name, v4, network)
             if widened is None:
-                network = self._widen(service, location.network, current.decision, v4=v4)
+                wider = self._widen_step(service, network, current.decision, v4=v4)
+                if wider is not None:
+                    self.pending.append((service, v4, location, wider))
+                    continue
                 widened = Steered(current.decision, network.prefixlen, network)
                 self._remember(service.name, v4, widened)
             self._steered[key] = widened
@@ -188,25 +215,26 @@ class Steering:
             return True
         return len(self._datacenters[service.name]) == 1
 
-    def _widen(self, service: Service, network: IPNetwork, decision: Decision, *, v4: bool) -> IPNetwork:
-        """Aggregate like gdnsd: widen while every location in the supernet gets this answer.
+    def _widen_step(
+        self, service: Service, network: IPNetwork, decision: Decision, *, v4: bool
+    ) -> IPNetwork | None:
+        """The supernet when every location in its other half gets this answer, else None.
 
-        Each step only inspects the sibling half: the half we come from is already proven.
+        Aggregation like gdnsd's, one bit at a time: the half we come from is already proven.
         """
+        if network.prefixlen == 0:
+            return None
+        parent = network.supernet()
+        low, high = parent.subnets()
+        locations = self.locator.locations_within(high if low == network else low, WIDEN_LIMIT)
+        if locations is None:
+            return None
         answer = (decision.datacenter, decision.addresses)
-        while network.prefixlen > 0:
-            parent = network.supernet()
-            low, high = parent.subnets()
-            sibling = high if low == network else low
-            locations = self.locator.locations_within(sibling, WIDEN_LIMIT)
-            if locations is None:
-                break
-            for location in locations:
-                d = self.decide_for(service, location, v4=v4)
-                if (d.datacenter, d.addresses) != answer:
-                    return network
-            network = parent
-        return network
+        for location in locations:
+            d = self.decide_for(service, location, v4=v4)
+            if (d.datacenter, d.addresses) != answer:
+                return None
+        return parent
 
     def datacenter_states(self, service: Service) -> dict[str, DatacenterState]:
         return self.states[service.name]

@@ -57,7 +57,9 @@ def widened(s: Steering, address: str, *, v4: bool = True) -> tuple[str | None, 
     first = s.steer(service, ip_address(address), v4=v4)
     assert not first.final
     assert first.scope == first.network.prefixlen  # before widening: the GeoIP network itself
-    s.widen_pending(budget_s=10.0)
+    assert s.widen_pending(budget_s=10.0) == 0  # asked once: not worth a tree walk yet
+    s.steer(service, ip_address(address), v4=v4)  # asked again: queued for widening
+    assert s.widen_pending(budget_s=10.0) == 1
     final = s.steer(service, ip_address(address), v4=v4)
     assert final.final
     assert isinstance(final.network, IPv4Network)
@@ -122,6 +124,7 @@ def test_every_client_inside_a_scope_gets_the_same_answer(
     s = steering(config, Locator(CITY_DB), order)
     service = s.config.services[SERVICE]
     client = IPv4Address(int(network.network_address) + salt % network.num_addresses)
+    s.steer(service, client, v4=True)
     s.steer(service, client, v4=True)
     s.widen_pending(budget_s=10.0)
     final = s.steer(service, client, v4=True)
