@@ -129,21 +129,19 @@ async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> N
         )
         responder.apply_view(sync.current)
         slot = ProberSlot(store)
+        context = ApiContext(lambda: responder.parts, store, sync, slot, responder_local=True)
         if embedded:
             stack.push_async_callback(slot.stop)
             await slot.start(config)
-            context = ApiContext(lambda: responder.parts, store, sync, slot, responder_local=True)
             await stack.enter_async_context(run_api(config.api, context))
 
         async def reload() -> None:
             if responder.reload() and embedded:
                 await slot.start(with_snapshot_path(responder.config))
 
-        # api (issue 5): a responder's own counters on server.metrics_listen (embedded mode has
-        # them on the api's /metrics too).
+        # This responder's own counters (in embedded mode the api's /metrics has them too).
         if config.server.metrics_listen is not None:
-            metrics = ApiContext(lambda: responder.parts, store, sync, slot, responder_local=True)
-            await stack.enter_async_context(run_metrics(config.server.metrics_listen, metrics))
+            await stack.enter_async_context(run_metrics(config.server.metrics_listen, context))
 
         await stack.enter_async_context(_signals(stop, reload))
         await stack.enter_async_context(dns_listeners(responder.ref, config.server.listen, config.server.tcp))

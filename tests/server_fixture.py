@@ -96,31 +96,19 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
     raise RuntimeError(f"gslb did not answer within {timeout_s}s:\n{log.read_text(errors='replace')}")
 
 
-def start_gslb(
-    tmp_path: Path, config_text: str, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
-) -> GslbProcess:
-    """Write `config_text` (with {port}, {api_port}, {metrics_port}, {zone}, {geoip}, {tmp}
-    placeholders) and start `gslb serve`; `extra_ports` has "api" (where the embedded api
-    listens) and "metrics" (free for `server.metrics_listen`)."""
-    port, api_port, metrics_port = free_ports(3)
+def _write_config(tmp_path: Path, config_text: str, name: str, ports: dict[str, int]) -> Path:
     zone = tmp_path / "gslb.example.com.zone"
     if not zone.exists():
         shutil.copy(EXAMPLE_ZONE, zone)
-    config = tmp_path / f"gslb-{port}.yaml"
-    config.write_text(
-        config_text.format(
-            port=port,
-            api_port=api_port,
-            metrics_port=metrics_port,
-            zone=zone,
-            geoip=GEOIP_DATA,
-            tmp=tmp_path,
-        )
-    )
-    log = tmp_path / f"gslb-{port}.log"
-    # embedded mode runs the api too: give it a free port, and keep local state in tmp_path
-    if "--api-listen" not in args:
-        args = (*args, "--api-listen", f"127.0.0.1:{api_port}")
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(config_text.format(**ports, zone=zone, geoip=GEOIP_DATA, tmp=tmp_path))
+    return config
+
+
+def _launch(
+    tmp_path: Path, command: list[str], log: Path, env: dict[str, str] | None
+) -> subprocess.Popen[bytes]:
+    """`python -m gslb COMMAND` with local state kept in tmp_path and output to `log`."""
     full_env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -128,19 +116,39 @@ def start_gslb(
         **(env or {}),
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gslb", "serve", "-c", str(config), *args],
+        return subprocess.Popen(
+            [sys.executable, "-m", "gslb", *command],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,
             cwd=tmp_path,
         )
+
+
+def _ready(proc: subprocess.Popen[bytes], wait: Callable[[], None]) -> None:
     try:
-        wait_ready(port, proc, log)
+        wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+
+
+def start_gslb(
+    tmp_path: Path, config_text: str, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> GslbProcess:
+    """Write `config_text` (with {port}, {api_port}, {metrics_port}, {zone}, {geoip}, {tmp}
+    placeholders) and start `gslb serve`; `extra_ports` has "api" (where the embedded api
+    listens) and "metrics" (free for `server.metrics_listen`)."""
+    port, api_port, metrics_port = free_ports(3)
+    ports = {"port": port, "api_port": api_port, "metrics_port": metrics_port}
+    config = _write_config(tmp_path, config_text, f"gslb-{port}", ports)
+    log = tmp_path / f"gslb-{port}.log"
+    # embedded mode runs the api too: give it a free port
+    if "--api-listen" not in args:
+        args = (*args, "--api-listen", f"127.0.0.1:{api_port}")
+    proc = _launch(tmp_path, ["serve", "-c", str(config), *args], log, env)
+    _ready(proc, lambda: wait_ready(port, proc, log))
     return GslbProcess(config, port, proc, log, {"api": api_port, "metrics": metrics_port})
 
 
@@ -162,41 +170,11 @@ def start_gslb_api(tmp_path: Path, config_text: str, *, env: dict[str, str] | No
     """Write `config_text` (placeholders as `start_gslb`; it sets state.redis_url and
     `api.listen: 127.0.0.1:{api_port}`) and start `gslb api`; `port` is the api's port."""
     api_port, unused_port, metrics_port = free_ports(3)
-    zone = tmp_path / "gslb.example.com.zone"
-    if not zone.exists():
-        shutil.copy(EXAMPLE_ZONE, zone)
-    config = tmp_path / f"gslb-api-{api_port}.yaml"
-    config.write_text(
-        config_text.format(
-            port=unused_port,
-            api_port=api_port,
-            metrics_port=metrics_port,
-            zone=zone,
-            geoip=GEOIP_DATA,
-            tmp=tmp_path,
-        )
-    )
+    ports = {"port": unused_port, "api_port": api_port, "metrics_port": metrics_port}
+    config = _write_config(tmp_path, config_text, f"gslb-api-{api_port}", ports)
     log = tmp_path / f"gslb-api-{api_port}.log"
-    full_env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        **(env or {}),
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gslb", "api", "-c", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=tmp_path,
-        )
-    try:
-        wait_http(api_port, proc, log)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+    proc = _launch(tmp_path, ["api", "-c", str(config)], log, env)
+    _ready(proc, lambda: wait_http(api_port, proc, log))
     return GslbProcess(config, api_port, proc, log, {"api": api_port})
 
 
@@ -245,3 +223,22 @@ def gslb_factory(tmp_path: Path) -> Iterator[Callable[..., GslbProcess]]:
 def gslb(gslb_factory: Callable[..., GslbProcess]) -> GslbProcess:
     """One server with the basic test config (MaxMind test GeoIP database)."""
     return gslb_factory()
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_tcp_message(sock: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message, or None if the server closed or stayed silent."""
+    try:
+        head = _recv_exactly(sock, 2)
+        return None if head is None else _recv_exactly(sock, int.from_bytes(head, "big"))
+    except (TimeoutError, ConnectionResetError):
+        return None

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server_fixture import BASIC_CONFIG, GslbProcess, start_gslb
+from tests.server_fixture import BASIC_CONFIG, GslbProcess, read_tcp_message, start_gslb
 
 pytestmark = pytest.mark.integration
 
@@ -55,27 +55,6 @@ SILENCE_S = 0.3  # how long we wait to conclude that no reply is coming
 over_both = pytest.mark.parametrize("transport", ["udp", "tcp"], ids=["udp", "tcp"])
 
 # --- sending ------------------------------------------------------------------------------------
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def read_tcp_message(sock: socket.socket) -> bytes | None:
-    """One length-prefixed message, or None if the server closed or stayed silent."""
-    try:
-        head = _recv_exactly(sock, 2)
-        if head is None:
-            return None
-        return _recv_exactly(sock, int.from_bytes(head, "big"))
-    except (TimeoutError, ConnectionResetError):
-        return None
 
 
 def exchange(

@@ -20,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.server_fixture import BASIC_CONFIG, GslbProcess, start_gslb
+from tests.server_fixture import BASIC_CONFIG, GslbProcess, read_tcp_message, start_gslb
 
 pytestmark = pytest.mark.integration
 
@@ -62,32 +62,13 @@ def connect(server: GslbProcess, source: str = "127.0.0.1", timeout_s: float = 2
     return sock
 
 
-def recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def read_message(sock: socket.socket) -> bytes | None:
-    """One length-prefixed message; None when the server closed the connection."""
-    try:
-        head = recv_exactly(sock, 2)
-        return None if head is None else recv_exactly(sock, int.from_bytes(head, "big"))
-    except ConnectionResetError:
-        return None
-
-
 def answers(sock: socket.socket, qid: int = 0x4242) -> bool:
     """Whether the server answers a query on this connection (False: it closed it)."""
     try:
         sock.sendall(framed(query("static.gslb.example.com", qid=qid)))
     except (BrokenPipeError, ConnectionResetError):
         return False
-    reply = read_message(sock)
+    reply = read_tcp_message(sock)
     if reply is None:
         return False
     assert reply[:2] == qid.to_bytes(2, "big")
@@ -187,7 +168,7 @@ def test_pipelined_queries_on_one_connection_are_all_answered_with_their_ids(tcp
     with connect(tcp_server) as sock:
         sock.sendall(burst)  # all in one segment
         for _ in sent:
-            wire = read_message(sock)
+            wire = read_tcp_message(sock)
             assert wire is not None
             reply = dns.message.from_wire(wire)
             replies[reply.id] = reply
@@ -211,7 +192,7 @@ def test_pipelined_queries_split_at_odd_places_are_answered(tcp_server: GslbProc
         sock.sendall(burst)
         ids = set()
         for _ in range(3):
-            wire = read_message(sock)
+            wire = read_tcp_message(sock)
             assert wire is not None
             ids.add(int.from_bytes(wire[:2], "big"))
 
@@ -234,7 +215,7 @@ def test_a_dropped_message_does_not_end_the_connection(tcp_server: GslbProcess) 
             + framed(b"\x00\x01")
             + framed(query("www.gslb.example.com", qid=8))
         )
-        wire = read_message(sock)
+        wire = read_tcp_message(sock)
 
     assert wire is not None
     assert wire[:2] == b"\x00\x08"
@@ -295,7 +276,7 @@ def test_trickling_sender_is_cut_off_although_every_byte_is_prompt(tcp_server: G
             time.sleep(trickle_s)
         cut_after = time.monotonic() - start
         sock.settimeout(2.0)
-        reply = read_message(sock)
+        reply = read_tcp_message(sock)
 
     assert reply is None
     assert cut_after < len(message) * trickle_s
