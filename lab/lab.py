@@ -75,6 +75,8 @@ def endpoint(name: str) -> int:
 def start() -> None:
     # children stopped by `lab down` from another terminal must not linger as zombies
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # SIGTERM (e.g. `timeout`) stops the whole lab like Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     PIDS.mkdir(parents=True, exist_ok=True)
     for name in [*ENDPOINTS, "redis", "prober", "responder", "api"]:
         stop(name)
@@ -93,7 +95,7 @@ def start() -> None:
     print("  bin/dev lab up ams-1; bin/dev lab up ams-2                        # within ~3 s: ams again")
     try:
         signal.pause()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         for name in ["api", "responder", "prober", *ENDPOINTS, "redis"]:
