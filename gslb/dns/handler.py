@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 from gslb.config.model import Identity, IPAddress, Service
 from gslb.dns.codec import (
+    CD,
+    RD,
     ClientSubnet,
     Drop,
     Message,
@@ -64,6 +66,7 @@ class Built(NamedTuple):
     label: Label
     per_peer: bool | None  # cache it per sender (True), for all (False), or not at all (None)
     provisional: Steered | None = None  # the decision it was built from, while not final
+    shaped: bool = True  # depends on the query's shape alone (else: also on the client)
 
 
 @dataclass(slots=True)
@@ -74,6 +77,51 @@ class Entry:
     label: Label
     hits: int = 0
     provisional: Steered | None = None  # built before scope widening: stale once superseded
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A built reply to copy for any query of the same shape: the ID, the question's case
+    (0x20) and the ECS address (always the message's last bytes) come from the query."""
+
+    head: bytes
+    label: Label
+    ecs_tail: bool
+
+    def patch(self, query: Query) -> bytes:
+        edns = query.edns
+        tail = edns.ecs.wire_address if self.ecs_tail and edns and edns.ecs else b""
+        qname = query.qname_wire
+        return query.id.to_bytes(2, "big") + self.head[2:12] + qname + self.head[12 + len(qname) :] + tail
+
+
+def _template(query: Query, built: Built) -> Template:
+    edns = query.edns
+    ecs = edns.ecs if edns is not None and not query.edns_error else None
+    cut = len(ecs.wire_address) if ecs is not None else 0
+    return Template(built.reply[: len(built.reply) - cut], built.label, ecs is not None)
+
+
+def _shape(query: Query, tcp: bool) -> tuple[object, ...]:
+    """Everything but the ID, the question's case and the ECS address that a reply depends on
+    (steered replies add their decision and scope)."""
+    edns = query.edns
+    if edns is None:
+        return (tcp, query.qname, query.qtype, query.qclass, query.flags & (RD | CD))
+    ecs = edns.ecs
+    shape_ecs = None if ecs is None else (ecs.family, ecs.source_prefix)
+    return (
+        tcp,
+        query.qname,
+        query.qtype,
+        query.qclass,
+        query.flags & (RD | CD),
+        edns.version,
+        edns.do,
+        edns.nsid,
+        0 if tcp else edns.payload,
+        shape_ecs,
+    )
 
 
 def client_from_ecs(ecs: ClientSubnet | None) -> IPAddress | None:
@@ -108,6 +156,8 @@ class Handler:
         self._udp: dict[bytes, Entry] = {}
         self._tcp: dict[bytes, Entry] = {}
         self._by_peer: dict[tuple[bool, str, bytes], Entry] = {}
+        # replies by shape, for queries whose bytes differ (0x20 case, new ECS subnets)
+        self._templates: dict[tuple[object, ...], Template] = {}
 
     # -- state swaps (called from the event loop, never concurrently with handle) --
 
@@ -121,6 +171,7 @@ class Handler:
                 if entry.hits:
                     self.counts[entry.label] += entry.hits
             cache.clear()
+        self._templates.clear()
 
     def totals(self) -> Counter[tuple[str, str, str]]:
         """Replies sent by (rcode, service, datacenter), including those served from cache."""
@@ -168,7 +219,7 @@ class Handler:
             log.debug("FORMERR: %s", exc)
             self.counts["FORMERR", "", ""] += 1
             return header_only(wire, Rcode.FORMERR)
-        reply, label, per_peer, provisional = self._reply(query, peer, tcp)
+        reply, label, per_peer, provisional, _ = self._reply(query, peer, tcp)
         if per_peer is None:
             self.counts[label] += 1
             return reply
@@ -203,6 +254,21 @@ class Handler:
 
     def _reply(self, query: Query, peer: str, tcp: bool) -> Built:
         """The reply, its metrics label, and whether it may be cached (per peer or for all)."""
+        shape = _shape(query, tcp)
+        template = self._templates.get(shape)
+        if template is not None:
+            return Built(template.patch(query), template.label, False)
+        built = self._build(query, peer, tcp, shape)
+        if built.shaped:
+            self._remember(shape, _template(query, built))
+        return built
+
+    def _remember(self, key: tuple[object, ...], template: Template) -> None:
+        if len(self._templates) > _CACHE_LIMIT:
+            self._templates.clear()
+        self._templates[key] = template
+
+    def _build(self, query: Query, peer: str, tcp: bool, shape: tuple[object, ...]) -> Built:
         limit = self._limit(query, tcp)
         if query.edns_error:
             message = Message(query, rcode=0, aa=False)
@@ -225,7 +291,7 @@ class Handler:
         if qtype == TYPE_ANY and not tcp and result.outcome is Outcome.ANSWER:
             return self._rfc8482(query, result, limit)
         if result.service is not None:
-            return self._steered(query, result, result.service, peer, limit)
+            return self._steered(query, result, result.service, peer, limit=limit, shape=shape)
         return self._from_zone(query, result, limit)
 
     def _simple(self, query: Query, rcode: Rcode, limit: int) -> Built:
@@ -265,7 +331,16 @@ class Handler:
         message.add(0, Record(owner, TYPE_HINFO, ttl, _RFC8482_HINFO))
         return Built(message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False)
 
-    def _steered(self, query: Query, result: Result, service: Service, peer: str, limit: int) -> Built:
+    def _steered(
+        self,
+        query: Query,
+        result: Result,
+        service: Service,
+        peer: str,
+        *,
+        limit: int,
+        shape: tuple[object, ...],
+    ) -> Built:
         ecs = query.edns.ecs if query.edns else None
         client = client_from_ecs(ecs)
         per_peer = client is None
@@ -277,13 +352,33 @@ class Handler:
         scope = max(s.scope for s in steered) if client is not None else 0
         # Without ECS no scope is sent, so a provisional decision is as good as a final one.
         provisional = next((s for s in steered if not s.final), None) if client is not None else None
+        key = (
+            shape,
+            scope,
+            *((s.decision.mode, s.decision.datacenter, s.decision.addresses) for s in steered),
+        )
+        template = self._templates.get(key)
+        if template is not None:
+            return Built(template.patch(query), template.label, per_peer, provisional, False)
+        built = self._build_steered(query, result, service, steered, scope=scope, limit=limit)
+        self._remember(key, _template(query, built))
+        return Built(built.reply, built.label, per_peer, provisional, False)
+
+    def _build_steered(
+        self,
+        query: Query,
+        result: Result,
+        service: Service,
+        steered: list[Steered],
+        *,
+        scope: int,
+        limit: int,
+    ) -> Built:
         first = steered[0].decision
         if all(s.decision.mode is Mode.SERVFAIL for s in steered):
             message = Message(query, rcode=Rcode.SERVFAIL, aa=False)
             label = ("SERVFAIL", service.name, "")
-            return Built(
-                message.pack(opt=self._opt(query, scope=scope), limit=limit), label, per_peer, provisional
-            )
+            return Built(message.pack(opt=self._opt(query, scope=scope), limit=limit), label, None)
         steered_records = _records(result.service_owner, service.ttl, steered)
         records = (*result.answers, *steered_records)
         outcome = Outcome.ANSWER if steered_records else Outcome.NODATA
@@ -291,7 +386,7 @@ class Handler:
         # metrics: the datacenter answered, or the when_all_down branch taken
         normal = first.mode in (Mode.NEAREST, Mode.FAILOVER) and first.datacenter is not None
         label = (built.label[0], service.name, first.datacenter or "" if normal else first.mode.value)
-        return Built(built.reply, label, per_peer, provisional)
+        return Built(built.reply, label, None)
 
 
 @functools.lru_cache(maxsize=4096)
