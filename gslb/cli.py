@@ -76,19 +76,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.live:  # the running api's explain: live health and drains
+        query = {"name": args.name, "client": args.client, "ecs": args.ecs, "type": args.type}
+        reply = _client(args).request("GET", "/v1/explain", query=query)
+        text = reply.pop("text", "")
+        print(json.dumps(reply, indent=2) if args.json else text)
+        return 0
     from gslb.explain import explain, render
     from gslb.health.view import HealthView
     from gslb.responder import build_parts
 
-    config = _config(args.config)
-    parts = build_parts(config, HealthView())
-    result = explain(parts, HealthView(), args.name, args.client, ecs=args.ecs, qtype=args.type)
-    if args.json:
-        import json
-
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(render(result))
+    parts = build_parts(_config(args.config), HealthView())
+    result = explain(parts, None, args.name, args.client, ecs=args.ecs, qtype=args.type)
+    print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0
 
 
@@ -361,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ecs", metavar="PREFIX", help="the client subnet the resolver sends, e.g. 193.0.14.0/24"
     )
     explain.add_argument("--type", default="A", choices=["A", "AAAA"])
-    explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
+    explain.add_argument(
+        "--live", action="store_true", help="ask the running api (live health and drains), not the config"
+    )
+    _api_options(explain)  # --api, --token-file, --json
     explain.set_defaults(func=cmd_explain)
 
     api = sub.add_parser("api", help="the ops api over Redis state (gslb serve runs it in embedded mode)")

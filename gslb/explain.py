@@ -49,6 +49,7 @@ class Explanation:
     scope: int | None = None
     scope_network: str | None = None
     health_version: int = 0
+    health_live: bool = True  # False: explained from the config alone, every endpoint counted up
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,9 +64,20 @@ def subnet_of(text: str) -> ClientSubnet:
 
 
 def explain(
-    parts: Parts, view: HealthView, name: str, client: str, *, ecs: str | None = None, qtype: str = "A"
+    parts: Parts,
+    view: HealthView | None,
+    name: str,
+    client: str,
+    *,
+    ecs: str | None = None,
+    qtype: str = "A",
 ) -> Explanation:
-    """Why `client` (optionally behind a resolver sending `ecs`) gets what it gets for `name`."""
+    """Why `client` (optionally behind a resolver sending `ecs`) gets what it gets for `name`.
+
+    `view` None: from the config alone (the CLI without --live), every endpoint counted up.
+    """
+    live = view is not None
+    view = view or HealthView()
     qname = name.lower().rstrip(".") + "."
     code = TYPE_AAAA if qtype.upper() == "AAAA" else TYPE_A
     source = ip_address(client)
@@ -80,7 +92,13 @@ def explain(
         address, why = ecs_client, f"ECS {ecs}: the client subnet the resolver passed on decides"
     result = parts.handler.zones.lookup(qname, code)
     base = Explanation(
-        qname, qtype.upper(), result.outcome.value, str(address), why, health_version=view.version
+        qname,
+        qtype.upper(),
+        result.outcome.value,
+        str(address),
+        why,
+        health_version=view.version,
+        health_live=live,
     )
     if result.outcome is not Outcome.ANSWER or result.service is None:
         records = tuple(f"{r.name} {r.ttl} {r.text}" for r in result.answers)
@@ -187,7 +205,10 @@ def render(explanation: Explanation) -> str:
     pinned = f", pinned to {loc['datacenter']}" if loc["datacenter"] else ""
     lines.append(f"location   {place} ({coords}{pinned}) from {loc['source']} network {loc['network']}")
     lines.append(f"geoip      {loc['database']}")
-    lines.append(f"health     state version {e.health_version}")
+    if e.health_live:
+        lines.append(f"health     live, state version {e.health_version}")
+    else:
+        lines.append("health     not loaded: every endpoint counted up (--live asks the running api)")
     lines.append("datacenters, nearest first:")
     for dc in e.datacenters:
         distance = f"{dc.distance_km:>8.0f} km" if dc.distance_km is not None else "   default order"

@@ -221,3 +221,24 @@ def test_when_all_down(
         answer = dig(server.port, "www.gslb.example.com", "+subnet=175.16.199.0/24")
     # the branch is logged once, when the service loses its last eligible datacenter
     assert server.output().count(f"answering by when_all_down={mode}") == 1
+
+
+def test_explain_live_shows_drains_from_the_running_server(tmp_path: Path, gslb: GslbProcess) -> None:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}  # where gslb serve put its token
+    api = ["--api", f"http://127.0.0.1:{gslb.extra_ports['api']}"]
+
+    def gslb_cli(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "gslb", *args], capture_output=True, text=True, check=True, env=env
+        ).stdout
+
+    gslb_cli("drain", "datacenter", "ams", "--reason", "maintenance", *api)
+    out = gslb_cli("explain", "www.gslb.example.com", "10.0.0.1", "--ecs", "81.2.69.142/32", "--live", *api)
+    assert "health     live, state version" in out, out
+    assert "drained (datacenter ams: maintenance)" in out, out
+    assert "choice     iad (failover)" in out, out
+    offline = gslb_cli(
+        "explain", "www.gslb.example.com", "10.0.0.1", "--ecs", "81.2.69.142/32", "-c", str(gslb.config)
+    )
+    assert "choice     ams (nearest)" in offline, offline
+    assert "not loaded" in offline
