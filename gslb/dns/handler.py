@@ -7,8 +7,10 @@ unknown opcode -> NOTIMP, a bug -> SERVFAIL plus one log line.
 
 Hot path: replies are cached by the request bytes after the ID (`wire[2:]`), so a repeated
 question costs one dict lookup and one concatenation. Replies that depend on the sender's
-address (steered answers chosen without ECS) are cached per sender as well. Caches are
-dropped whenever zones or health change.
+address (steered answers chosen without ECS) are cached per sender as well. Behind those,
+built replies are kept by shape (`Template`): a query with new bytes (0x20 case, a new ECS
+subnet) gets a copy with its ID, question and ECS address patched in, instead of a build.
+Caches are dropped whenever zones or health change.
 """
 
 from __future__ import annotations
