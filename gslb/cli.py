@@ -51,7 +51,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = replace(config, server=replace(config.server, listen=listen))
     if args.api_listen:
         config = replace(config, api=replace(config.api, listen=parse_listen(args.api_listen)))
-    _run(serve(config))
+    if config.server.workers > 1 and args.worker is None:
+        from gslb.runtime import supervise
+
+        _run(supervise(config, sys.argv[1:]))
+        return 0
+    _run(serve(config, worker=args.worker))
     return 0
 
 
@@ -344,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
     serve.add_argument("--listen", action="append", help="ADDRESS:PORT, overrides server.listen (repeatable)")
     serve.add_argument("--api-listen", metavar="ADDR:PORT", help="overrides api.listen (embedded mode)")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every endpoint and keep verdicts in Redis")

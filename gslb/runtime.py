@@ -19,7 +19,8 @@ import hashlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,62 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads config and zones."""
+async def supervise(config: Config, argv: Sequence[str]) -> None:
+    """`server.workers` > 1: run that many `gslb serve` processes sharing the listeners
+    (SO_REUSEPORT; the kernel spreads queries over them), forward SIGHUP/SIGTERM/SIGINT, and
+    restart a worker that dies. Each worker syncs with Redis on its own."""
+    stop = asyncio.Event()
+    workers: dict[int, asyncio.subprocess.Process] = {}
+
+    async def start(index: int) -> None:
+        command = [sys.executable, "-m", "gslb", *argv, "--worker", str(index)]
+        workers[index] = await asyncio.create_subprocess_exec(*command)
+        log.info("worker %d started, pid %d", index, workers[index].pid)
+
+    async def watch(index: int) -> None:
+        while not stop.is_set():
+            code = await workers[index].wait()
+            if stop.is_set():
+                return
+            log.error("worker %d exited with %s; restarting it in 1 s", index, code)
+            await asyncio.sleep(1.0)
+            if not stop.is_set():
+                await start(index)
+
+    def forward(sig: signal.Signals) -> None:
+        if sig is not signal.SIGHUP:
+            stop.set()
+        for process in workers.values():
+            if process.returncode is None:
+                process.send_signal(sig)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, forward, sig)
+    for index in range(config.server.workers):
+        await start(index)
+    watchers = [asyncio.create_task(watch(index)) for index in range(config.server.workers)]
+    await stop.wait()
+    await asyncio.gather(*(p.wait() for p in workers.values()))
+    for task in watchers:
+        task.cancel()
+    log.info("all workers stopped")
+
+
+async def serve(
+    config: Config, *, worker: int | None = None, ready: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads config and zones.
+
+    `worker`: this process is one of `server.workers` (listeners opened with SO_REUSEPORT;
+    a metrics port is offset by the worker index).
+    """
+    if worker is not None:
+        server = config.server
+        metrics = server.metrics_listen
+        if metrics is not None:
+            metrics = replace(metrics, port=metrics.port + worker)
+        config = replace(config, server=replace(server, metrics_listen=metrics))
     config = with_snapshot_path(config)
     embedded = config.state.redis_url is None
     responder = Responder(config)
@@ -144,7 +199,11 @@ async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> N
             await stack.enter_async_context(run_metrics(config.server.metrics_listen, context))
 
         await stack.enter_async_context(_signals(stop, reload))
-        await stack.enter_async_context(dns_listeners(responder.ref, config.server.listen, config.server.tcp))
+        await stack.enter_async_context(
+            dns_listeners(
+                responder.ref, config.server.listen, config.server.tcp, reuse_port=worker is not None
+            )
+        )
         widener = asyncio.create_task(widen_scopes(responder.ref))
         stack.callback(widener.cancel)
         log.info(

@@ -213,13 +213,22 @@ def load(path: Path | str) -> Config:
         prober=_prober(reader, top.get("prober")),
         api=_api(reader, top.get("api")),
     )
+    if config.server.workers > 1 and config.state.redis_url is None:
+        node = top["server"]
+        reader.problems.add(
+            dict(node.items()).get("workers", node),
+            f"{config.server.workers} workers need state.redis_url (each keeps its own view of the "
+            "shared state; embedded mode runs one process)",
+        )
     problems.raise_if_any()
     return config
 
 
 def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     default = ServerConfig()
-    keys = reader.mapping(node, {"listen", "udp_payload_size", "tcp", "identity", "metrics_listen"})
+    keys = reader.mapping(
+        node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen"}
+    )
     listen = tuple(reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen")))
     tcp_keys = reader.mapping(keys.get("tcp"), {f.name for f in fields(TcpLimits)})
     tcp = TcpLimits(
@@ -234,6 +243,7 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     identity = Identity(**{k: reader.optional_str(v) for k, v in ident_keys.items()})
     return ServerConfig(
         listen=listen or default.listen,
+        workers=reader.number(keys.get("workers"), 1, low=1, high=64, integer=True),
         udp_payload_size=reader.number(keys.get("udp_payload_size"), 1232, low=512, high=4096, integer=True),
         tcp=tcp,
         identity=identity,

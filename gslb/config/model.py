@@ -43,6 +43,7 @@ class Identity:
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[Listen, ...] = (Listen("127.0.0.1", 5353),)
+    workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); > 1 needs Redis
     udp_payload_size: int = 1232
     tcp: TcpLimits = TcpLimits()
     identity: Identity = Identity()
