@@ -92,10 +92,6 @@ _QFIXED = struct.Struct("!HH")
 _OPT_HEAD = struct.Struct("!HH")
 
 
-def header_id(wire: bytes) -> int:
-    return int.from_bytes(wire[:2], "big")
-
-
 def decode_query(wire: bytes) -> Query:
     """Decode one query; raises Drop, NotImplementedOpcode or MalformedQuery (FORMERR)."""
     if len(wire) < 12:

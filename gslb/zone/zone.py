@@ -9,7 +9,7 @@ A/AAAA) are leaves of a zone whose records the policy supplies per query.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gslb.config.model import Service
@@ -106,9 +106,6 @@ class Zones:
 
     def __init__(self, zones: Iterable[Zone]) -> None:
         self._zones = {z.origin: z for z in zones}
-
-    def __iter__(self) -> Iterator[Zone]:
-        return iter(self._zones.values())
 
     def find(self, name: str) -> Zone | None:
         while True:
