@@ -31,6 +31,7 @@ from gslb.config.loader import load
 from gslb.config.model import Config
 from gslb.dns.server import HandlerRef, dns_listeners
 from gslb.errors import ConfigError, GslbError
+from gslb.lifecycle import cancel_all
 from gslb.probe.slot import ProberSlot
 from gslb.responder import DEFAULT_CONFIG, Parts, Responder, build_parts
 from gslb.state.snapshot_file import load_snapshot
@@ -151,8 +152,7 @@ async def supervise(config: Config, argv: Sequence[str]) -> None:
     watchers = [asyncio.create_task(watch(index)) for index in range(config.server.workers)]
     await stop.wait()
     await asyncio.gather(*(p.wait() for p in workers.values()))
-    for task in watchers:
-        task.cancel()
+    await cancel_all(watchers)
     log.info("all workers stopped")
 
 

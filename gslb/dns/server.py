@@ -21,6 +21,7 @@ from typing import Any
 
 from gslb.config.model import Listen, TcpLimits
 from gslb.dns.handler import Handler
+from gslb.lifecycle import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,7 @@ class TcpServer:
 
     async def close(self) -> None:
         """Cut every open connection (at shutdown) and wait for their tasks to end."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(list(self.tasks))
 
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
         limits = self.limits

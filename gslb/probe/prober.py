@@ -30,6 +30,7 @@ from types import MappingProxyType, TracebackType
 from gslb.config.model import Check, Config, IPAddress
 from gslb.health.tracker import EndpointState, next_state
 from gslb.health.view import Health
+from gslb.lifecycle import cancel_all
 from gslb.probe.checks import Checker, CheckResult, CheckRunner
 from gslb.state.store import Store
 
@@ -173,11 +174,7 @@ class Prober:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         try:
             await self.flush()  # the latest states, so a restart resumes from them

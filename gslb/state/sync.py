@@ -33,6 +33,7 @@ from gslb.config.model import Config
 from gslb.health.quorum import combine
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import Health, HealthView
+from gslb.lifecycle import cancel_all
 from gslb.state.record import Hint
 from gslb.state.snapshot_file import load_snapshot, save_snapshot
 from gslb.state.store import Store
@@ -146,11 +147,7 @@ class HealthSync:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._saving is not None:
             with contextlib.suppress(Exception):
