@@ -213,14 +213,20 @@ def test_when_all_down(
 ) -> None:
     # every endpoint is checked on a closed port: all go down after one failed check
     server = gslb_factory(ALL_DOWN_CONFIG.replace("{mode}", mode))
+    logged = f"answering by when_all_down={mode}"
+    # wait for the last datacenter to go down: for fail_open the answer (sin, the nearest)
+    # is the same before and after, so the log line marks the moment
     deadline = time.monotonic() + 10
+    while logged not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
     answer = dig(server.port, "www.gslb.example.com", "+subnet=175.16.199.0/24")
     while answer.status != status or answer.answers != answers:
         assert time.monotonic() < deadline, answer
         time.sleep(0.1)
         answer = dig(server.port, "www.gslb.example.com", "+subnet=175.16.199.0/24")
     # the branch is logged once, when the service loses its last eligible datacenter
-    assert server.output().count(f"answering by when_all_down={mode}") == 1
+    assert server.output().count(logged) == 1
 
 
 def test_explain_live_shows_drains_from_the_running_server(tmp_path: Path, gslb: GslbProcess) -> None:
