@@ -89,9 +89,10 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
         if proc.poll() is not None:
             raise RuntimeError(f"gslb exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
         try:
-            dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2)
+            # a late reply to an earlier attempt may reach a reused source port: skip it
+            dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2, ignore_unexpected=True)
             return
-        except (dns.exception.Timeout, OSError):
+        except (dns.exception.Timeout, dns.query.BadResponse, OSError):
             time.sleep(0.05)
     raise RuntimeError(f"gslb did not answer within {timeout_s}s:\n{log.read_text(errors='replace')}")
 
