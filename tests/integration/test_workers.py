@@ -39,8 +39,8 @@ def static_answer(port: int) -> set[str]:
     query = dns.message.make_query("static.gslb.example.com", "A")
     for _ in range(4):
         try:
-            reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
-        except (dns.exception.Timeout, OSError):
+            reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5, ignore_unexpected=True)
+        except (dns.exception.Timeout, dns.query.BadResponse, OSError):
             continue
         assert reply.rcode() == dns.rcode.NOERROR
         return {item.address for rrset in reply.answer for item in rrset}
