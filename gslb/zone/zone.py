@@ -1,7 +1,9 @@
 """Zones and the authoritative lookup: qname/qtype -> refused, NXDOMAIN, NODATA or answer.
 
-Pure layer: standard library and `gslb.config.model` only (no dnslib: records carry their
-RDATA as uncompressed wire bytes made by `gslb.dns.zonefile`). Semantics follow RFC 1034
+Pure layer: standard library, `gslb.config.model` and the rest of `gslb.zone` only (no
+dnslib: records carry their RDATA as uncompressed wire bytes made by `gslb.dns.zonefile`).
+Every name here is a key of `gslb.zone.name` (wire form, ASCII-folded): zone membership,
+the closest encloser and wildcards are decided at label boundaries. Semantics follow RFC 1034
 section 4.3.2 with RFC 4592 wildcards and RFC 6604 CNAME chains; service names (steered
 A/AAAA) are leaves of a zone whose records the policy supplies per query.
 """
@@ -13,29 +15,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gslb.config.model import Service
-
-TYPE_A = 1
-TYPE_NS = 2
-TYPE_CNAME = 5
-TYPE_SOA = 6
-TYPE_MX = 15
-TYPE_AAAA = 28
-TYPE_SRV = 33
-TYPE_ANY = 255
+from gslb.zone import name as dnsname
+from gslb.zone.codes import TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_CNAME, TYPE_MX, TYPE_NS, TYPE_SOA, TYPE_SRV
 
 _CNAME_CHAIN_LIMIT = 8
+_WILDCARD = b"\x01*"
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One resource record; `name` is absolute and lower case; `rdata` is uncompressed wire."""
+    """One resource record; `owner` is a name key; `rdata` is uncompressed wire."""
 
-    name: str
+    owner: bytes
     rtype: int
     ttl: int
     rdata: bytes
     text: str = ""  # presentation form of the RDATA, for logs and explain
-    target: str | None = None  # the name inside NS/CNAME/MX/SRV rdata, absolute and lower case
+    target: bytes | None = None  # key of the name inside NS/CNAME/MX/SRV rdata
+
+    @property
+    def owner_text(self) -> str:
+        return dnsname.to_text(self.owner)
 
 
 class Outcome(enum.Enum):
@@ -47,12 +47,12 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Zone:
-    origin: str
+    origin: bytes  # name key
     soa: Record
-    nodes: Mapping[str, Mapping[int, tuple[Record, ...]]] = field(repr=False)
-    services: Mapping[str, Service] = field(default_factory=dict, repr=False)
+    nodes: Mapping[bytes, Mapping[int, tuple[Record, ...]]] = field(repr=False)
+    services: Mapping[bytes, Service] = field(default_factory=dict, repr=False)
     # every name that exists, including empty non-terminals (RFC 4592 section 2.2.2)
-    names: frozenset[str] = field(default=frozenset(), repr=False)
+    names: frozenset[bytes] = field(default=frozenset(), repr=False)
 
     @property
     def negative_ttl(self) -> int:
@@ -60,8 +60,13 @@ class Zone:
         minimum = int.from_bytes(self.soa.rdata[-4:], "big")
         return min(self.soa.ttl, minimum)
 
-    def rrsets(self, name: str) -> Mapping[int, tuple[Record, ...]] | None:
-        return self.nodes.get(name)
+    @property
+    def serial(self) -> int:
+        return int.from_bytes(self.soa.rdata[-20:-16], "big")
+
+    @property
+    def origin_text(self) -> str:
+        return dnsname.to_text(self.origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,52 +77,64 @@ class Result:
     zone: Zone | None = field(default=None, repr=False)
     answers: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
-    service: Service | None = field(
-        default=None, repr=False
-    )  # steer the A/AAAA of this service (the end of any CNAME chain)
-    service_owner: str = ""  # owner name for steered records (the qname, or the last CNAME target)
+    # steer the A/AAAA of this service (the end of any CNAME chain)
+    service: Service | None = field(default=None, repr=False)
+    service_owner: bytes = b""  # owner key for steered records (the qname, or the last CNAME target)
 
 
-def build_zone(origin: str, records: Iterable[Record], services: Iterable[Service] = ()) -> Zone:
-    """Group records into RRsets per name; the caller has checked the SOA and apex NS exist."""
-    nodes: dict[str, dict[int, list[Record]]] = {}
+def build_zone(
+    origin: bytes, records: Iterable[Record], services: Mapping[bytes, Service] | None = None
+) -> Zone:
+    """Group records into RRsets per name; the caller has checked the SOA and apex NS exist.
+
+    `services` maps each service's name key to it; every owner and service lies in `origin`.
+    """
+    nodes: dict[bytes, dict[int, list[Record]]] = {}
     soa: Record | None = None
     for record in records:
-        nodes.setdefault(record.name, {}).setdefault(record.rtype, []).append(record)
-        if record.rtype == TYPE_SOA and record.name == origin:
+        nodes.setdefault(record.owner, {}).setdefault(record.rtype, []).append(record)
+        if record.rtype == TYPE_SOA and record.owner == origin:
             soa = record
     if soa is None:
-        raise ValueError(f"zone {origin} has no SOA at its apex")
-    service_map = {s.name: s for s in services}
-    names: set[str] = set()
+        raise ValueError(f"zone {dnsname.to_text(origin)} has no SOA at its apex")
+    service_map = dict(services or {})
+    names: set[bytes] = set()
     for owner in (*nodes, *service_map):
+        if not dnsname.is_within(owner, origin):
+            raise ValueError(f"{dnsname.to_text(owner)} is outside the zone {dnsname.to_text(origin)}")
         name = owner
-        while name.endswith(origin) and name not in names:
+        while name not in names:
             names.add(name)
             if name == origin:
                 break
-            name = name.split(".", 1)[1]
+            name = dnsname.parent(name)
     frozen = {name: {t: tuple(rs) for t, rs in types.items()} for name, types in nodes.items()}
     return Zone(origin, soa, frozen, service_map, frozenset(names))
 
 
 class Zones:
-    """All zones of one config; longest-match zone selection."""
+    """All zones of one config; longest-match zone selection at label boundaries."""
 
     def __init__(self, zones: Iterable[Zone]) -> None:
         self._zones = {z.origin: z for z in zones}
 
-    def find(self, name: str) -> Zone | None:
-        while True:
-            zone = self._zones.get(name)
+    def __len__(self) -> int:
+        return len(self._zones)
+
+    def all(self) -> tuple[Zone, ...]:
+        return tuple(self._zones.values())
+
+    def find(self, name: bytes) -> Zone | None:
+        """The zone holding the name key `name` (the longest origin), or None."""
+        zones = self._zones
+        for offset in dnsname.boundaries(name):
+            zone = zones.get(name[offset:] if offset else name)
             if zone is not None:
                 return zone
-            if name == ".":
-                return None
-            name = name.split(".", 1)[1] or "."
+        return None
 
-    def lookup(self, qname: str, qtype: int) -> Result:
-        """Answer one question from our data; `qname` is absolute and lower case."""
+    def lookup(self, qname: bytes, qtype: int) -> Result:
+        """Answer one question from our data; `qname` is a name key."""
         zone = self.find(qname)
         if zone is None:
             return Result(Outcome.REFUSED)
@@ -133,8 +150,7 @@ class Zones:
             if rrsets is None and name not in zone.names:
                 rrsets = _wildcard(zone, name)
                 if rrsets is None:
-                    outcome = Outcome.NXDOMAIN
-                    return Result(outcome, zone, tuple(answers))
+                    return Result(Outcome.NXDOMAIN, zone, tuple(answers))
             if rrsets is None:  # empty non-terminal, or a service name asked for another type
                 return Result(Outcome.NODATA, zone, tuple(answers))
             if qtype == TYPE_ANY:
@@ -147,7 +163,7 @@ class Zones:
             if not cname or qtype == TYPE_CNAME:
                 return Result(Outcome.NODATA if not answers else Outcome.ANSWER, zone, tuple(answers))
             answers.extend(_own(cname, owner))
-            target = cname[0].target or ""
+            target = cname[0].target or dnsname.ROOT
             next_zone = self.find(target)
             if next_zone is None:  # the chain leaves our zones: the resolver follows it
                 return Result(Outcome.ANSWER, zone, tuple(answers))
@@ -160,8 +176,9 @@ class Zones:
             return ()
         glue: list[Record] = []
         for record in records:
-            zone = self.find(record.target or ".")
-            rrsets = zone.nodes.get(record.target or "", {}) if zone else {}
+            target = record.target or dnsname.ROOT
+            zone = self.find(target)
+            rrsets = zone.nodes.get(target, {}) if zone else {}
             glue.extend(rrsets.get(TYPE_A, ()))
             glue.extend(rrsets.get(TYPE_AAAA, ()))
         return tuple(glue)
@@ -171,18 +188,18 @@ def _all(rrsets: Mapping[int, tuple[Record, ...]]) -> tuple[Record, ...]:
     return tuple(r for records in rrsets.values() for r in records)
 
 
-def _own(records: tuple[Record, ...], owner: str) -> tuple[Record, ...]:
+def _own(records: tuple[Record, ...], owner: bytes) -> tuple[Record, ...]:
     """Records synthesised from a wildcard take the query name as owner (RFC 4592 section 3.3.1)."""
-    if records[0].name == owner:
+    if records[0].owner == owner:
         return records
     return tuple(Record(owner, r.rtype, r.ttl, r.rdata, r.text, r.target) for r in records)
 
 
-def _wildcard(zone: Zone, name: str) -> Mapping[int, tuple[Record, ...]] | None:
+def _wildcard(zone: Zone, name: bytes) -> Mapping[int, tuple[Record, ...]] | None:
     """RFC 4592: the source of synthesis is '*.' + the closest encloser, if that exists."""
     encloser = name
     while encloser != zone.origin:
-        encloser = encloser.split(".", 1)[1]
+        encloser = dnsname.parent(encloser)
         if encloser in zone.names:
-            return zone.nodes.get("*." + encloser)
+            return zone.nodes.get(_WILDCARD + encloser)
     return None
