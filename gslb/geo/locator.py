@@ -7,9 +7,9 @@ of `gslb.geo`, never the DNS, policy, state or api packages.
 Each `Location` carries the *deciding network*: the network over which the same answer holds.
 It is the MMDB network (or the empty network around a miss) that decided, or the override
 network, narrowed where needed so that it never covers a client that would get a different
-answer; the DNS layer turns it into the ECS scope. Since every address of that network gets
-the same Location, one whose network holds a whole /24 (IPv6: /56) is kept per block, which
-spares the record decode (~10 us) for the next client of that block. IPv4-mapped IPv6 addresses
+answer. The query path asks it only where the compiled steering map (`gslb.geo.steermap`,
+which this module feeds with the search tree and the records) is not ready or not fine enough;
+nothing is cached here. IPv4-mapped IPv6 addresses
 (`::ffff:a.b.c.d`) are IPv4 clients: they follow IPv4 overrides and IPv4 data, and get the
 IPv4 network back in mapped form.
 """
@@ -17,6 +17,7 @@ IPv4 network back in mapped form.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import mmap
 import os
@@ -56,9 +57,6 @@ IPNetwork = IPv4Network | IPv6Network
 
 MAPPED_START: Final = 0xFFFF << 32  # ::ffff:0:0/96, IPv4-mapped IPv6 addresses
 MAPPED_LENGTH: Final = 96
-BLOCK_V4: Final = 24
-BLOCK_V6: Final = 56
-BLOCK_CACHE_SIZE: Final = 50_000  # per family; cleared when full (~10 MB at most)
 
 # MaxMind (and DB-IP "compat=") database types that carry no location at all: opening one
 # by mistake would answer every client with the default order, silently.
@@ -91,17 +89,13 @@ class Location:
 
 
 class _Family:
-    """What differs between IPv4 and IPv6 on the lookup path, and each family's block cache."""
+    """What differs between IPv4 and IPv6 on the lookup path."""
 
-    __slots__ = ("bits", "block_shift", "blocks", "in_database", "network_type", "root", "table", "v6")
+    __slots__ = ("bits", "in_database", "network_type", "root", "table", "v6")
 
     def __init__(self, *, v6: bool, table: PrefixTable[Override], in_database: bool, root: int) -> None:
         self.v6 = v6
         self.bits = 128 if v6 else 32
-        # Block -> Location, for Locations whose network holds the whole block (/24, /56: the
-        # usual ECS source prefixes). Holding the same answer, it saves the record decode.
-        self.block_shift = self.bits - (BLOCK_V6 if v6 else BLOCK_V4)
-        self.blocks: dict[int, Location] = {}
         self.network_type: type[IPv4Network] | type[IPv6Network] = IPv6Network if v6 else IPv4Network
         # None rather than empty: the lookup path tests it with `is not None`, no __bool__ call.
         self.table: PrefixTable[Override] | None = table if table else None
@@ -149,7 +143,7 @@ class Locator:
         except BaseException:
             self.close()
             raise
-        v4_table, v6_table = _override_tables(overrides)
+        v4_table, v6_table, self._overrides = _override_tables(overrides)
         self._v4 = _Family(v6=False, table=v4_table, in_database=True, root=self._tree.ipv4_root)
         self._v6 = _Family(
             v6=True, table=v6_table, in_database=self._tree.ip_version == 6, root=self._tree.ipv6_root
@@ -169,13 +163,63 @@ class Locator:
         """When the database was built, seconds since the Unix epoch (from its metadata)."""
         return self._build_epoch
 
+    @property
+    def search_tree(self) -> SearchTree:
+        """The database's search tree, for walks over whole prefixes (see `gslb.geo.steermap`)."""
+        return self._tree
+
+    @property
+    def overrides(self) -> tuple[Override, ...]:
+        """The overrides in effect (the first of any repeated network), mapped ones as IPv4."""
+        return self._overrides
+
+    def search_root(self, version: int) -> int:
+        """The tree record at the root of the IPv4 (4) or IPv6 (6) address space.
+
+        For IPv6 in an IPv4-only database it is the "no data" record: `locate` finds no IPv6
+        address in such a database.
+        """
+        family = self._v4 if version == 4 else self._v6
+        return family.root if family.in_database else self._tree.node_count
+
+    def override_table(self, version: int) -> PrefixTable[Override] | None:
+        """The overrides of one family (IPv6: 128-bit prefixes), None when there are none."""
+        return (self._v4 if version == 4 else self._v6).table
+
+    def database_digest(self) -> str:
+        """SHA-256 (hex) of the database file's content, as this locator opened it."""
+        return hashlib.sha256(self._buffer).hexdigest()
+
+    def record_location(self, record: int, address: IPAddress, network: IPNetwork) -> Location:
+        """The Location that `locate` gives the addresses whose tree walk ends at `record`
+        (a terminal record: "no data" or a data pointer), with `network` as its network.
+
+        `address` is any address whose walk ends there; its record is decoded by maxminddb.
+        Overrides are not consulted (see `override_location`).
+        """
+        if record <= self._tree.node_count:
+            return Location(network, LocationSource.UNKNOWN)
+        try:
+            data = self._reader.get(address)
+        except Exception:
+            # As in `locate`: a corrupt record answers UNKNOWN (logged once).
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("GeoIP lookup of %s in %s failed; answering unknown", address, self.description)
+            return Location(network, LocationSource.UNKNOWN)
+        if data is None:
+            return Location(network, LocationSource.UNKNOWN)
+        return self._record_location(data, network)
+
+    @staticmethod
+    def override_location(override: Override, network: IPNetwork) -> Location:
+        """The Location that `locate` gives a client of `override` (with `network`)."""
+        return _override_location(override, network)
+
     def close(self) -> None:
         """Release the database; `locate` then answers UNKNOWN (it still never raises)."""
         self._reader.close()
         self._buffer.close()
-        if hasattr(self, "_v4"):
-            self._v4.blocks.clear()
-            self._v6.blocks.clear()
 
     def __enter__(self) -> Locator:
         return self
@@ -192,37 +236,7 @@ class Locator:
             if mapped is not None:
                 return _as_mapped(self.locate(mapped))
             family, value = self._v6, int(address)
-        cached = family.blocks.get(value >> family.block_shift)
-        if cached is not None:
-            return cached
-        location = self._locate(address, value, family)
-        if location.network.prefixlen <= family.bits - family.block_shift:
-            if len(family.blocks) >= BLOCK_CACHE_SIZE:
-                family.blocks.clear()
-            family.blocks[value >> family.block_shift] = location
-        return location
-
-    def locations_within(self, network: IPNetwork, limit: int) -> list[Location] | None:
-        """Every distinct Location that `locate` gives some address inside `network`, in
-        address order; None when more than `limit` distinct networks lie inside.
-
-        A Location's network may be wider than `network` (when `network` lies inside it).
-        """
-        if isinstance(network, IPv6Network) and network.subnet_of(_MAPPED_NETWORK):
-            inner = self.locations_within(canonical_network(network), limit)
-            return None if inner is None else [_as_mapped(location) for location in inner]
-        family = self._v6 if isinstance(network, IPv6Network) else self._v4
-        start, length = int(network.network_address), network.prefixlen
-        node, _ = self._tree.descend(family.root, start, family.bits, length)
-        pieces: list[IPAddress] = []
-        if not self._walk(family, start, length, node, pieces=pieces, limit=limit, mapped=False):
-            return None
-        # Records are decoded only now, once the walk has stayed within `limit`.
-        found: dict[IPNetwork, Location] = {}
-        for address in pieces:
-            location = self.locate(address)
-            found.setdefault(location.network, location)
-        return list(found.values())
+        return self._locate(address, value, family)
 
     def _locate(self, address: IPAddress, value: int, family: _Family) -> Location:
         table = family.table
@@ -294,51 +308,6 @@ class Locator:
             city=city,
         )
 
-    def _walk(
-        self,
-        family: _Family,
-        start: int,
-        length: int,
-        node: int,
-        *,
-        pieces: list[IPAddress],
-        limit: int,
-        mapped: bool,
-    ) -> bool:
-        """Append the first address of each piece of `start/length`; False once over `limit`.
-
-        `node` is the tree record at this prefix (a terminal record covers the whole prefix).
-        A prefix is one piece when no override lies strictly inside it and either an override
-        or a single database record covers it: `locate` then gives all its addresses the same
-        Location, whose network is the piece itself (or, for the walk's starting prefix only,
-        a wider network holding it). So pieces and distinct Locations correspond one to one.
-        """
-        tree = self._tree
-        bits = family.bits
-        table = family.table
-        if family.v6 and length == MAPPED_LENGTH and start == MAPPED_START:
-            # Mapped clients are IPv4 clients (see `locate`): walk the IPv4 space instead.
-            return self._walk(self._v4, 0, 0, self._v4.root, pieces=pieces, limit=limit, mapped=True)
-        cut = table is not None and table.inside(start, length)
-        if family.v6 and length < MAPPED_LENGTH and not (start ^ MAPPED_START) >> (bits - length):
-            cut = True
-        if not cut and (
-            node >= tree.node_count
-            or length == bits
-            or (table is not None and table.longest_match(start, length) is not None)
-        ):
-            pieces.append(IPv6Address(MAPPED_START | start) if mapped else family.address(start))
-            return len(pieces) <= limit
-        left, right = tree.children(node) if node < tree.node_count else (node, node)
-        half = 1 << (bits - length - 1)
-        deeper = length + 1
-        if not self._walk(family, start, deeper, left, pieces=pieces, limit=limit, mapped=mapped):
-            return False
-        return self._walk(family, start | half, deeper, right, pieces=pieces, limit=limit, mapped=mapped)
-
-
-_MAPPED_NETWORK: Final = IPv6Network((MAPPED_START, MAPPED_LENGTH))
-
 
 def _default_database() -> Path:
     if geolite2_database is None:
@@ -395,7 +364,7 @@ _MODE: Final = maxminddb.MODE_MMAP_EXT if hasattr(maxminddb_extension, "Reader")
 
 def _override_tables(
     overrides: Sequence[Override],
-) -> tuple[PrefixTable[Override], PrefixTable[Override]]:
+) -> tuple[PrefixTable[Override], PrefixTable[Override], tuple[Override, ...]]:
     chosen: dict[IPNetwork, Override] = {}
     for override in overrides:
         network = canonical_network(override.network)
@@ -407,6 +376,7 @@ def _override_tables(
     return (
         PrefixTable(32, ((s, p, o) for n, s, p, o in entries if isinstance(n, IPv4Network))),
         PrefixTable(128, ((s, p, o) for n, s, p, o in entries if isinstance(n, IPv6Network))),
+        tuple(replace(o, network=n) for n, o in chosen.items()),
     )
 
 

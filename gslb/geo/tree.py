@@ -1,8 +1,8 @@
 """Read-only walk of the search tree of a MaxMind DB file (MMDB format 2.0) over a memory map.
 
-Adapter detail of `gslb.geo`: the maxminddb reader answers one address at a time; widening an
-ECS scope needs every network under a prefix, which only the tree knows. This module reads the
-tree and nothing else (records are decoded by maxminddb). Standard library only; it must not
+Adapter detail of `gslb.geo`: the maxminddb reader answers one address at a time; compiling the
+steering map needs every network of the database, which only the tree knows. This module reads
+the tree and nothing else (records are decoded by maxminddb). Standard library only; it must not
 import anything outside `gslb.geo`.
 
 Format (https://maxmind.github.io/MaxMind-DB/): `node_count` nodes of two records each, a
@@ -13,7 +13,9 @@ IPv6 tree keeps IPv4 at `::/96`, i.e. 96 left turns from the root.
 
 from __future__ import annotations
 
+import array
 import mmap
+import sys
 
 SEPARATOR_SIZE = 16
 
@@ -66,6 +68,36 @@ class SearchTree:
             int.from_bytes(buffer[offset + 4 : offset + 8], "big"),
         )
 
+    def records(self) -> array.array[int]:
+        """Every record of the tree in one flat array: node n's children are items 2n and 2n+1.
+
+        Built with bytes slicing at C speed (~0.1 s and 29 MB for the 3.6M nodes of GeoLite2
+        City), it lets a walk over the whole tree index an array instead of decoding each node.
+        """
+        count = self.node_count
+        raw = self._buffer[: count * self._record_size // 4]
+        padded = bytearray(count * 8)  # two 4-byte big-endian records per node
+        if self._record_size == 32:
+            padded[:] = raw
+        elif self._record_size == 24:
+            for byte in range(3):
+                padded[1 + byte :: 4] = raw[byte::3]
+        else:
+            # 28 bits: three low bytes of the left record, a byte holding the high nibbles of
+            # the left (upper half) and right (lower half) records, three low bytes of the right.
+            middle = raw[3::7]
+            padded[0::8] = middle.translate(_HIGH_NIBBLE)
+            padded[4::8] = middle.translate(_LOW_NIBBLE)
+            for byte in range(3):
+                padded[1 + byte :: 8] = raw[byte::7]
+                padded[5 + byte :: 8] = raw[4 + byte :: 7]
+        records = array.array("I", padded)
+        if records.itemsize != 4:  # pragma: no cover - 'I' is 4 bytes on every supported platform
+            raise ValueError("array typecode 'I' is not 4 bytes wide here")
+        if sys.byteorder == "little":
+            records.byteswap()
+        return records
+
     def descend(self, root: int, address: int, bits: int, length: int) -> tuple[int, int]:
         """Follow the first `length` bits of `address` (`bits` wide) from `root`.
 
@@ -79,3 +111,7 @@ class SearchTree:
             node = self.children(node)[(address >> (bits - 1 - depth)) & 1]
             depth += 1
         return node, depth
+
+
+_HIGH_NIBBLE = bytes(value >> 4 for value in range(256))
+_LOW_NIBBLE = bytes(value & 0x0F for value in range(256))
