@@ -89,9 +89,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     from gslb.explain import explain, render
     from gslb.health.view import HealthView
-    from gslb.responder import build_parts
+    from gslb.responder import build_parts, load_cached_maps
+    from gslb.runtime import map_cache_dir
 
     parts = build_parts(_config(args.config), HealthView())
+    load_cached_maps(parts, map_cache_dir())  # the scope responders give, once they compiled it
     result = explain(parts, None, args.name, args.client, ecs=args.ecs, qtype=args.type)
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0

@@ -17,9 +17,11 @@ from gslb.dns.handler import client_from_ecs
 from gslb.geo.locator import Location
 from gslb.health.view import Health, HealthView
 from gslb.policy.nearest import Position, distance_km
-from gslb.policy.steering import Steering
+from gslb.policy.steering import Steering, scope_network
 from gslb.responder import Parts
-from gslb.zone.zone import TYPE_A, TYPE_AAAA, Outcome
+from gslb.zone import name as dnsname
+from gslb.zone.codes import TYPE_A, TYPE_AAAA
+from gslb.zone.zone import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class Explanation:
     ttl: int | None = None
     scope: int | None = None
     scope_network: str | None = None
+    scope_source: str = ""  # "map" (compiled steering map) or "direct" (GeoIP lookup, map not ready)
     health_version: int = 0
     health_live: bool = True  # False: explained from the config alone, every endpoint counted up
 
@@ -78,7 +81,7 @@ def explain(
     """
     live = view is not None
     view = view or HealthView()
-    qname = name.lower().rstrip(".") + "."
+    qname = dnsname.to_text(dnsname.from_text(name.rstrip(".") + "."))
     code = TYPE_AAAA if qtype.upper() == "AAAA" else TYPE_A
     source = ip_address(client)
     subnet = subnet_of(ecs) if ecs else None
@@ -89,8 +92,8 @@ def explain(
         reason = "source prefix 0" if subnet.source_prefix == 0 else "a private or reserved address"
         address, why = source, f"ECS {ecs} ignored ({reason}): the packet source address decides"
     else:
-        address, why = ecs_client, f"ECS {ecs}: the client subnet the resolver passed on decides"
-    result = parts.handler.zones.lookup(qname, code)
+        address, why = ecs_client.address, f"ECS {ecs}: the client subnet the resolver passed on decides"
+    result = parts.zones.lookup(dnsname.key(dnsname.from_text(qname)), code)
     base = Explanation(
         qname,
         qtype.upper(),
@@ -101,16 +104,14 @@ def explain(
         health_live=live,
     )
     if result.outcome is not Outcome.ANSWER or result.service is None:
-        records = tuple(f"{r.name} {r.ttl} {r.text}" for r in result.answers)
+        records = tuple(f"{r.owner_text} {r.ttl} {r.text}" for r in result.answers)
         return Explanation(**{**asdict(base), "records": records, "mode": "static"})
     service = result.service
-    steering = Steering(parts.config, parts.locator, view, orders={})
+    steering = Steering(parts.config, view)
     location = parts.locator.locate(address)
-    steering.steer(service, address, v4=code == TYPE_A)
-    steering.steer(service, address, v4=code == TYPE_A)  # a second ask queues the widening
-    steering.widen_pending(budget_s=10.0)
-    steered = steering.steer(service, address, v4=code == TYPE_A)
-    order = steering.order(service, location)
+    placement = parts.orders.place(service, address)
+    order = placement.order
+    decision = steering.decide(service, order, v4=code == TYPE_A)
     states = steering.datacenter_states(service)
     lines = []
     for dc_name in order:
@@ -140,8 +141,12 @@ def explain(
                 ),
             )
         )
-    decision = steered.decision
-    client_independent = steered.scope == 0 and subnet is not None and ecs_client is not None
+    if subnet is None:
+        scope = None
+    elif subnet.source_prefix == 0 or steering.independent(service, decision):
+        scope = 0
+    else:
+        scope = placement.prefix if ecs_client is not None else subnet.source_prefix
     return Explanation(
         **{
             **asdict(base),
@@ -151,10 +156,9 @@ def explain(
             "mode": decision.mode.value,
             "records": tuple(str(a) for a in decision.addresses),
             "ttl": service.ttl,
-            "scope": steered.scope if ecs_client is not None else None,
-            "scope_network": (
-                str(steered.network) if ecs_client is not None and not client_independent else None
-            ),
+            "scope": scope,
+            "scope_network": str(scope_network(address, scope)) if scope else None,
+            "scope_source": "map" if placement.from_map else "direct",
         }
     )
 
@@ -221,7 +225,12 @@ def render(explanation: Explanation) -> str:
     if e.scope is None:
         lines.append("ecs scope  none (no usable ECS in the query: no ECS option in the reply)")
     elif e.scope_network:
-        lines.append(f"ecs scope  /{e.scope}: the same answer holds for all of {e.scope_network}")
+        where = (
+            "steering map block"
+            if e.scope_source == "map"
+            else "GeoIP network: the steering map is not compiled yet, gslb serve does it"
+        )
+        lines.append(f"ecs scope  /{e.scope}: the same answer holds for all of {e.scope_network} ({where})")
     else:
         lines.append(f"ecs scope  /{e.scope}: the answer does not depend on the client")
     return "\n".join(lines)

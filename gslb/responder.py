@@ -1,25 +1,39 @@
-"""The DNS side of a process: zones, locator, steering and the handler built from a Config.
+"""The DNS side of a process: zones, locator, steering maps and the handler built from a Config.
 
-Composition level. `build_parts` turns one Config into everything the query path needs;
-`Responder` owns the current parts, swaps a new `Steering` in when health changes and a
-whole new handler in when the config is reloaded. Lifecycles live in `gslb.runtime`.
+Composition level. `build_parts` turns one Config into everything the query path needs and is
+safe to run in a thread; `Responder` owns the current `Parts`, swaps a new `Steering` in when
+health changes, builds a reloaded config off the event loop and swaps it in with one
+assignment, and compiles the steering maps in a child process (so that the compile neither
+holds the event loop nor the GIL), loading them from the disk cache when it has them.
+`Parts` is also the facade the api reads (counters, zone lookup, explain), so nothing outside
+this module reaches into the handler.
 """
 
 from __future__ import annotations
 
+import array
+import asyncio
+import json
 import logging
+import os
+import pickle
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gslb.config.loader import load
 from gslb.config.model import Config, Override
-from gslb.dns.handler import Handler
+from gslb.dns.handler import Handler, ReplyLabel
 from gslb.dns.server import HandlerRef
 from gslb.dns.zonefile import load_zones
 from gslb.errors import ConfigError, GslbError
 from gslb.geo.locator import Locator, load_overrides
+from gslb.geo.steermap import SteerMap, cache_key, load_cached, load_or_compile
 from gslb.health.view import HealthView
-from gslb.policy.steering import OrderCache, Steering
+from gslb.policy.steering import Orders, Steering, datacenter_sets
+from gslb.zone import name as dnsname
+from gslb.zone.zone import Zone, Zones
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +46,21 @@ class Parts:
 
     config: Config
     locator: Locator
+    zones: Zones
+    orders: Orders
     handler: Handler
-    orders: OrderCache
+    maps_id: str  # what the steering maps are compiled from (their cache key)
+
+    def totals(self) -> dict[ReplyLabel, int]:
+        """Replies sent by this process's handler, by label."""
+        return self.handler.totals()
+
+    def find_zone(self, name: str) -> Zone | None:
+        """The zone holding `name` (presentation form), or None."""
+        try:
+            return self.zones.find(dnsname.key(dnsname.from_text(name.rstrip(".") + ".")))
+        except ValueError:
+            return None
 
 
 def build_locator(config: Config) -> Locator:
@@ -46,38 +73,122 @@ def build_locator(config: Config) -> Locator:
             raise ConfigError(
                 str(config.geoip.overrides), [f'unknown datacenter "{n}" (known: {known})' for n in unknown]
             )
-    locator = Locator(config.geoip.database, overrides)
-    if config.geoip.database is None:
-        log.warning(
-            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
-            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
-        )
-    return locator
+    return Locator(config.geoip.database, overrides)
+
+
+def map_key(config: Config) -> str:
+    """What, besides the database and overrides, the compiled maps depend on."""
+    orders = datacenter_sets(config)
+    positions = {n: (d.latitude, d.longitude) for n, d in sorted(config.datacenters.items())}
+    return json.dumps({"sets": orders, "positions": positions, "default": config.geoip.default_order})
 
 
 def build_parts(config: Config, view: HealthView, previous: Parts | None = None) -> Parts:
-    """Zones, locator and handler for one config; raises ConfigError listing every problem."""
+    """Zones, locator, orders and handler for one config; raises ConfigError listing every
+    problem. The maps of `previous` are kept when nothing they depend on changed."""
     zones = load_zones(config)
-    if previous is not None and previous.config.geoip == config.geoip:
-        locator = previous.locator
-    else:
-        locator = build_locator(config)
-    orders: OrderCache = {}
-    steering = Steering(config, locator, view, orders=orders) if config.services else None
+    locator = build_locator(config)  # always anew: the database or overrides file may have changed
+    orders = Orders(config, locator)
+    maps_id = cache_key(locator, map_key(config)) if config.services else ""
+    previous_maps = previous.orders.maps if previous is not None else None
+    if previous is not None and previous_maps is not None and previous.maps_id == maps_id:
+        orders.use_maps(previous_maps, previous.orders.indexes)
+    steering = Steering(config, view) if config.services else None
     handler = Handler(
-        zones, steering, identity=config.server.identity, udp_payload_size=config.server.udp_payload_size
+        zones,
+        orders if config.services else None,
+        steering,
+        identity=config.server.identity,
+        udp_payload_size=config.server.udp_payload_size,
     )
-    return Parts(config, locator, handler, orders)
+    return Parts(config, locator, zones, orders, handler, maps_id)
+
+
+def compile_maps(config: Config, cache_dir: Path) -> list[SteerMap]:
+    """The steering maps of `config` (from the disk cache, or compiled and cached)."""
+    locator = build_locator(config)
+    try:
+        orders = Orders(config, locator)
+        return load_or_compile(locator, orders.classifiers(), key=map_key(config), cache_dir=cache_dir)
+    finally:
+        locator.close()
+
+
+def load_cached_maps(parts: Parts, cache_dir: Path) -> bool:
+    """Give `parts` the maps a responder compiled and cached before, if any (no compile)."""
+    if not parts.config.services:
+        return False
+    count = len(parts.orders.sets)
+    maps = load_cached(parts.locator, count, key=map_key(parts.config), cache_dir=cache_dir)
+    if maps is None:
+        return False
+    parts.orders.use_maps(maps)
+    return True
+
+
+def _child_main() -> None:
+    """`python -m gslb.responder`: read (config, cache_dir) pickled on stdin, compile or load the
+    maps at a low priority, write them pickled to stdout."""
+    os.nice(10)
+    config, cache_dir = pickle.load(sys.stdin.buffer)
+    maps = compile_maps(config, cache_dir)
+    pickle.dump([(m.to_bytes(), m.index_v4().tobytes()) for m in maps], sys.stdout.buffer)
+
+
+def _unpack_maps(out: bytes) -> tuple[list[SteerMap], list[array.array[int]]]:
+    """The child's maps (checked there: the checksum is enough here) and their indexes."""
+    maps, indexes = [], []
+    for data, index in pickle.loads(out):
+        maps.append(SteerMap.from_bytes(data, check_tiling=False))
+        indexes.append(array.array("I", index))
+    return maps, indexes
+
+
+async def prepare_maps(parts: Parts, cache_dir: Path) -> bool:
+    """Give `parts` its steering maps, compiled in a child process (neither the event loop nor
+    the GIL waits for it; cancelling kills it) or read from the disk cache there. False when
+    there is nothing to do or the compile failed (clients are then located directly, which is
+    correct, only with narrower scopes)."""
+    if not parts.config.services or parts.orders.maps is not None:
+        return False
+    started = time.monotonic()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gslb.responder", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        out, _ = await child.communicate(pickle.dumps((parts.config, cache_dir)))
+    except asyncio.CancelledError:
+        child.kill()
+        await child.wait()
+        raise
+    try:
+        if child.returncode != 0:
+            raise ValueError(f"the compiler exited with {child.returncode}")
+        maps, indexes = await asyncio.to_thread(_unpack_maps, out)
+    except (ValueError, pickle.UnpicklingError, EOFError) as exc:
+        log.error("steering map: compile failed (%s); clients are located directly", exc)
+        return False
+    parts.orders.use_maps(maps, indexes)
+    log.info(
+        "steering map ready in %.1f s: %s",
+        time.monotonic() - started,
+        ", ".join(f"{len(m.starts_v4)} IPv4 + {len(m.starts_v6)} IPv6 blocks" for m in maps),
+    )
+    return True
 
 
 class Responder:
     """The DNS side of `gslb serve`: listeners, the handler, reloads and health swaps."""
 
-    def __init__(self, config: Config, view: HealthView | None = None) -> None:
+    def __init__(
+        self, config: Config, view: HealthView | None = None, *, cache_dir: Path | None = None
+    ) -> None:
         self.view = view or HealthView()
+        self.cache_dir = cache_dir
         self.parts = build_parts(config, self.view)
         self.ref = HandlerRef(self.parts.handler)
         self._all_down: set[str] = set()
+        self._reloading = asyncio.Lock()
 
     @property
     def config(self) -> Config:
@@ -88,7 +199,7 @@ class Responder:
         self.view = view
         parts = self.parts
         if parts.config.services:
-            steering = Steering(parts.config, parts.locator, view, orders=parts.orders)
+            steering = Steering(parts.config, view)
             parts.handler.set_steering(steering)
             self._log_all_down(steering)
 
@@ -109,17 +220,41 @@ class Responder:
                 self._all_down.discard(service.name)
                 log.info("service %s: eligible datacenters again", service.name)
 
-    def reload(self) -> bool:
-        path = self.parts.config.source
-        try:
-            config = load(path)
-            parts = build_parts(config, self.view, self.parts)
-        except GslbError as exc:
-            log.error("reload of %s failed; still serving the previous config:\n%s", path, exc)
-            return False
-        if config.server.listen != self.parts.config.server.listen:
-            log.warning("server.listen changed: it takes effect at the next restart")
-        self.parts = parts
-        self.ref.handler = parts.handler
-        log.info("reloaded %s: %d zones, %d services", path, len(config.zones), len(config.services))
+    async def prepare_maps(self) -> None:
+        """Compile (or load) the steering maps of the current parts and swap them in; until
+        then the handler locates clients directly."""
+        parts = self.parts
+        if self.cache_dir is not None and await prepare_maps(parts, self.cache_dir) and self.parts is parts:
+            parts.handler.maps_ready()
+
+    async def reload(self) -> bool:
+        """SIGHUP: load and build off the event loop, swap in one assignment, then the maps."""
+        async with self._reloading:
+            path = self.parts.config.source
+            started = time.monotonic()
+            try:
+                config = await asyncio.to_thread(load, path)
+                parts = await asyncio.to_thread(build_parts, config, self.view, self.parts)
+            except GslbError as exc:
+                log.error("reload of %s failed; still serving the previous config:\n%s", path, exc)
+                return False
+            if config.server.listen != self.parts.config.server.listen:
+                log.warning("server.listen changed: it takes effect at the next restart")
+            self.parts = parts
+            self.ref.handler = parts.handler
+            self.apply_view(self.view)  # health may have changed while it was built
+            serials = ", ".join(f"{z.origin_text} serial {z.serial}" for z in parts.zones.all())
+            log.info(
+                "reloaded %s in %.2f s: %d zones (%s), %d services",
+                path,
+                time.monotonic() - started,
+                len(config.zones),
+                serials,
+                len(config.services),
+            )
+        await self.prepare_maps()
         return True
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -2,8 +2,9 @@
 
 Everything with a lifecycle is an async context manager entered on one AsyncExitStack.
 The query path is wired here and nowhere else: health changes build a new `Steering` and
-swap it into the handler (HealthSync's callback); SIGHUP builds a whole new handler and
-swaps the reference, and restarts the in-process prober on the new endpoints.
+swap it into the handler (HealthSync's callback); SIGHUP builds a whole new handler off the
+event loop and swaps the reference, and restarts the in-process prober on the new endpoints.
+The steering maps compile in a child process once the listeners are open.
 
 Modes: with no `state.redis_url`, `gslb serve` is the embedded mode (memory store, prober
 and api in the same process); with Redis, `gslb serve` is a responder only, `gslb probe`
@@ -29,11 +30,11 @@ from gslb.api.context import ApiContext
 from gslb.api.server import run_api, run_metrics
 from gslb.config.loader import load
 from gslb.config.model import Config
-from gslb.dns.server import HandlerRef, dns_listeners
+from gslb.dns.server import dns_listeners
 from gslb.errors import ConfigError, GslbError
 from gslb.lifecycle import cancel_all
 from gslb.probe.slot import ProberSlot
-from gslb.responder import DEFAULT_CONFIG, Parts, Responder, build_parts
+from gslb.responder import DEFAULT_CONFIG, Parts, Responder, build_parts, prepare_maps
 from gslb.state.snapshot_file import load_snapshot
 from gslb.state.store import Store, open_store
 from gslb.state.sync import HealthSync
@@ -49,6 +50,13 @@ def state_dir() -> Path:
     return Path(base) / "gslb"
 
 
+def map_cache_dir() -> Path:
+    """Where compiled steering maps are cached (each file named by the hash of what it was
+    compiled from, so one folder serves every config and database)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gslb" / "maps"
+
+
 def with_snapshot_path(config: Config) -> Config:
     """Every process keeps its last good state on disk; default: a per-config file in state_dir()."""
     if config.state.snapshot_path is not None:
@@ -58,15 +66,6 @@ def with_snapshot_path(config: Config) -> Config:
     else:
         name = hashlib.sha256(str(config.source.resolve()).encode()).hexdigest()[:16]
     return replace(config, state=replace(config.state, snapshot_path=state_dir() / f"{name}.snapshot.json"))
-
-
-async def widen_scopes(ref: HandlerRef, *, interval_s: float = 0.02, budget_s: float = 0.002) -> None:
-    """Idle-time ECS scope widening: a small slice of every interval, never inside a query."""
-    while True:
-        await asyncio.sleep(interval_s)
-        steering = ref.handler.steering
-        if steering is not None and steering.pending:
-            steering.widen_pending(budget_s=budget_s)
 
 
 async def _restore_embedded_drains(config: Config, store: Store) -> None:
@@ -172,7 +171,7 @@ async def serve(
         config = replace(config, server=replace(server, metrics_listen=metrics))
     config = with_snapshot_path(config)
     embedded = config.state.redis_url is None
-    responder = Responder(config)
+    responder = Responder(config, cache_dir=map_cache_dir())
     _tune_gc()
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
@@ -191,7 +190,7 @@ async def serve(
             await stack.enter_async_context(run_api(config.api, context))
 
         async def reload() -> None:
-            if responder.reload() and embedded:
+            if await responder.reload() and embedded:
                 await slot.start(with_snapshot_path(responder.config))
 
         # This responder's own counters (in embedded mode the api's /metrics has them too).
@@ -204,8 +203,8 @@ async def serve(
                 responder.ref, config.server.listen, config.server.tcp, reuse_port=worker is not None
             )
         )
-        widener = asyncio.create_task(widen_scopes(responder.ref))
-        stack.callback(widener.cancel)
+        maps = asyncio.create_task(responder.prepare_maps())
+        stack.push_async_callback(cancel_all, [maps])
         log.info(
             "gslb serving %d zones, %d services (%s mode)",
             len(config.zones),
@@ -261,19 +260,22 @@ async def api(config: Config, *, ready: Callable[[], None] | None = None) -> Non
         store = await stack.enter_async_context(open_store(config.state))
         sync = await stack.enter_async_context(HealthSync.from_config(store, config))
         current: dict[str, Parts] = {"parts": build_parts(config, sync.current)}
+        maps = asyncio.create_task(prepare_maps(current["parts"], map_cache_dir()))
+        stack.push_async_callback(cancel_all, [maps])
 
         async def reload() -> None:
             source = current["parts"].config.source
             try:
                 new = load(source)
                 new = replace(new, state=replace(new.state, snapshot_path=None))
-                current["parts"] = build_parts(new, sync.current, current["parts"])
+                current["parts"] = await asyncio.to_thread(build_parts, new, sync.current, current["parts"])
             except GslbError as exc:
                 log.error("reload of %s failed; still using the previous config:\n%s", source, exc)
                 return
             if new.api != config.api:
                 log.warning("api settings changed: they take effect at the next restart")
             log.info("reloaded %s", source)
+            await prepare_maps(current["parts"], map_cache_dir())
 
         context = ApiContext(lambda: current["parts"], store, sync, None, responder_local=False)
         await stack.enter_async_context(run_api(config.api, context))

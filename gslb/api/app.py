@@ -531,7 +531,7 @@ def undrain_handler(kind: DrainKind) -> RouteHandler:
         ttl = max((config.services[s].ttl for s in services), default=0)
         negative = 0
         for name in previously_empty(config, remaining, removed, now=now):
-            zone = state.context.parts().handler.zones.find(name)
+            zone = state.context.parts().find_zone(name)
             if zone is not None:
                 negative = max(negative, zone.negative_ttl)
         state.collector.api_requests[("undrain", "applied")] += 1

@@ -38,15 +38,11 @@ from gslb.api.context import ApiContext
 from gslb.api.report import datacenter_health
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import DrainKind, Health
-from gslb.policy.nearest import Mode, service_states
+from gslb.policy.nearest import service_states
 
 log = logging.getLogger(__name__)
 
 HEALTH_VALUE = {Health.UP: 2.0, Health.DEGRADED: 1.0, Health.DOWN: 0.0}
-WHEN_ALL_DOWN_MODES = frozenset(
-    {Mode.FAIL_OPEN.value, Mode.FALLBACK.value, Mode.SERVFAIL.value, Mode.DRAINED.value}
-)
-"""The handler labels replies of a when_all_down branch with the branch instead of a datacenter."""
 
 
 def _name(service: str) -> str:
@@ -86,8 +82,7 @@ class GslbCollector(Collector):
     def _queries(self) -> Iterator[Metric]:
         if not self.context.responder_local:
             return
-        datacenters = self.context.parts().config.datacenters
-        totals = self.context.parts().handler.totals()
+        totals = self.context.parts().totals()
         responses = CounterMetricFamily(
             "gslb_dns_responses", "DNS replies sent, by rcode and service", labels=["rcode", "service"]
         )
@@ -104,16 +99,13 @@ class GslbCollector(Collector):
         by_rcode: Counter[tuple[str, str]] = Counter()
         by_dc: Counter[tuple[str, str]] = Counter()
         by_mode: Counter[tuple[str, str]] = Counter()
-        for (rcode, service, third), count in totals.items():
-            by_rcode[(rcode, _name(service))] += count
-            if not service:
-                continue
-            if third in datacenters:
-                by_dc[(_name(service), third)] += count
-            elif third in WHEN_ALL_DOWN_MODES:
-                by_mode[(_name(service), third)] += count
-            elif rcode == "SERVFAIL":
-                by_mode[(_name(service), Mode.SERVFAIL.value)] += count
+        for label, count in totals.items():
+            service = _name(label.service)
+            by_rcode[(label.rcode, service)] += count
+            if label.datacenter:
+                by_dc[(service, label.datacenter)] += count
+            elif label.branch:
+                by_mode[(service, label.branch)] += count
         for labels, count in sorted(by_rcode.items()):
             responses.add_metric(list(labels), count)
         for labels, count in sorted(by_dc.items()):

@@ -10,41 +10,28 @@ against the question only.
 from __future__ import annotations
 
 import bisect
-import enum
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from gslb.errors import MalformedQuery
+from gslb.zone.codes import (
+    AA,
+    CD,
+    EDNS_DO,
+    OPCODE_MASK,
+    OPT_ECS,
+    OPT_NSID,
+    QR,
+    RD,
+    TC,
+    TYPE_IXFR,
+    TYPE_OPT,
+)
+from gslb.zone.name import key as name_key
 from gslb.zone.zone import Record
 
-# header flag bits
-QR = 0x8000
-AA = 0x0400
-TC = 0x0200
-RD = 0x0100
-RA = 0x0080
-AD = 0x0020
-CD = 0x0010
-OPCODE_MASK = 0x7800
-
-TYPE_OPT = 41
-TYPE_IXFR = 251
-OPT_NSID = 3
-OPT_ECS = 8
-EDNS_DO = 0x8000
-
 MAX_NAME = 255
-
-
-class Rcode(enum.IntEnum):
-    NOERROR = 0
-    FORMERR = 1
-    SERVFAIL = 2
-    NXDOMAIN = 3
-    NOTIMP = 4
-    REFUSED = 5
-    BADVERS = 16  # extended: upper 8 bits go into the OPT TTL
 
 
 class Drop(Exception):
@@ -63,6 +50,7 @@ class ClientSubnet:
     source_prefix: int
     address: IPv4Address | IPv6Address
     wire_address: bytes  # the address bytes exactly as sent (source_prefix bits, rounded up)
+    address_at: int = -1  # where those bytes start in the query (-1: not from a query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +67,12 @@ class Query:
     id: int
     flags: int
     qname_wire: bytes  # as sent (case preserved), root label included
-    qname: str  # absolute, lower case, dotted ("." for the root)
+    qname: bytes  # the name key: qname_wire with ASCII letters folded (gslb.zone.name)
     qtype: int
     qclass: int
     edns: Edns | None
     edns_error: bool = False  # OPT present but version > 0: answer BADVERS
+    wire: bytes = b""  # the whole request as received
 
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -110,7 +99,6 @@ def decode_query(wire: bytes) -> Query:
     # QNAME: no compression allowed in the question (nothing precedes it to point at)
     offset = 12
     end = len(wire)
-    labels: list[bytes] = []
     while True:
         if offset >= end:
             raise MalformedQuery("question runs past the message")
@@ -120,7 +108,6 @@ def decode_query(wire: bytes) -> Query:
             break
         if length > 63:
             raise MalformedQuery("compression pointer or bad label type in QNAME")
-        labels.append(wire[offset + 1 : offset + 1 + length])
         offset += 1 + length
     if offset - 12 > MAX_NAME:
         raise MalformedQuery("QNAME longer than 255 bytes")
@@ -129,11 +116,6 @@ def decode_query(wire: bytes) -> Query:
     qname_wire = wire[12:offset]
     qtype, qclass = _QFIXED.unpack_from(wire, offset)
     offset += 4
-    try:
-        qname = (b".".join(labels).decode("ascii").lower() + ".") if labels else "."
-    except UnicodeDecodeError:
-        # non-ASCII octets are legal in labels; keep them distinct and never matching our names
-        qname = b".".join(labels).decode("latin-1").lower() + "."
     if nscount:  # only an IXFR query carries a record (the client's SOA) in authority
         if qtype != TYPE_IXFR:
             raise MalformedQuery(f"NSCOUNT={nscount} in a {qtype} query")
@@ -163,7 +145,7 @@ def decode_query(wire: bytes) -> Query:
         edns = Edns(version, max(rclass, 512), bool(ttl & EDNS_DO), nsid, ecs)
     if offset != end:
         raise MalformedQuery(f"{end - offset} bytes after the last record")
-    return Query(qid, flags, qname_wire, qname, qtype, qclass, edns, bad_version)
+    return Query(qid, flags, qname_wire, name_key(qname_wire), qtype, qclass, edns, bad_version, wire)
 
 
 def _skip_record(wire: bytes, offset: int) -> int:
@@ -236,12 +218,12 @@ def _options(wire: bytes, offset: int, end: int) -> tuple[bool, ClientSubnet | N
         elif code == OPT_ECS:
             if ecs is not None:
                 raise MalformedQuery("more than one ECS option")
-            ecs = decode_ecs(wire[offset : offset + length])
+            ecs = decode_ecs(wire[offset : offset + length], at=offset + 4)
         offset += length
     return nsid, ecs
 
 
-def decode_ecs(data: bytes) -> ClientSubnet:
+def decode_ecs(data: bytes, *, at: int = -1) -> ClientSubnet:
     """RFC 7871 section 6: strict; any violation is FORMERR."""
     if len(data) < 4:
         raise MalformedQuery("ECS option shorter than 4 bytes")
@@ -259,7 +241,7 @@ def decode_ecs(data: bytes) -> ClientSubnet:
     if source % 8 and address and address[-1] & (0xFF >> (source % 8)):
         raise MalformedQuery("ECS address has bits set past the source prefix")
     full = address + bytes(width // 8 - len(address))
-    return ClientSubnet(family, source, ip_address(full), address)
+    return ClientSubnet(family, source, ip_address(full), address, at)
 
 
 # Networks whose addresses are never a client's location (RFC 6890 special-purpose,
@@ -279,54 +261,57 @@ def _ranges(version: int) -> tuple[list[int], list[int]]:
 
 
 _STARTS_V4, _ENDS_V4 = _ranges(4)
+
+
+def _public_slash16() -> bytes:
+    """One byte per IPv4 /16: 1 when no address in it is non-public (most), else 0."""
+    flags = bytearray(b"\x01" * 65536)
+    for start, end in zip(_STARTS_V4, _ENDS_V4, strict=True):
+        flags[start >> 16 : (end >> 16) + 1] = bytes((end >> 16) - (start >> 16) + 1)
+    return bytes(flags)
+
+
+PUBLIC_SLASH16 = _public_slash16()  # the query path's first test: `PUBLIC_SLASH16[v >> 16]`
 _STARTS_V6, _ENDS_V6 = _ranges(6)
 
 
 def is_public(address: IPv4Address | IPv6Address) -> bool:
     """Not private, reserved, documentation, loopback, link-local or multicast (a bisect, not
     ipaddress.is_global, which tests a dozen networks one by one)."""
-    value = int(address)
-    starts, ends = (_STARTS_V4, _ENDS_V4) if address.version == 4 else (_STARTS_V6, _ENDS_V6)
+    return is_public_value(int(address), v6=address.version == 6)
+
+
+def is_public_value(value: int, *, v6: bool) -> bool:
+    """`is_public` for an address given as an int of its family's width."""
+    starts, ends = (_STARTS_V6, _ENDS_V6) if v6 else (_STARTS_V4, _ENDS_V4)
     index = bisect.bisect_right(starts, value) - 1
     return index < 0 or value > ends[index]
 
 
-def encode_name(name: str) -> bytes:
-    if name == ".":
-        return b"\x00"
-    return b"".join(bytes((len(p),)) + p.encode("latin-1") for p in name.rstrip(".").split(".")) + b"\x00"
-
-
 class Message:
-    """Assembles one response; names are compressed against the question at offset 12."""
+    """Assembles one response. Owner names (keys) are compressed against the question only:
+    a pointer always targets a label start of the question, at offset 12 or later."""
 
     def __init__(self, query: Query, *, rcode: int, aa: bool) -> None:
         self.query = query
         self.rcode = rcode
         self.aa = aa
         self.sections: list[list[bytes]] = [[], [], []]
-        self._suffixes: dict[str, int] = {}
-        labels = query.qname.rstrip(".").split(".") if query.qname != "." else []
-        offset = 12
-        for index in range(len(labels)):
-            self._suffixes[".".join(labels[index:]) + "."] = offset
-            offset += 1 + len(labels[index].encode("latin-1"))
+        qname = query.qname
+        self._suffixes = {qname[offset:]: 12 + offset for offset in _label_starts(qname)}
 
     def add(self, section: int, record: Record, ttl: int | None = None, rclass: int = 1) -> None:
-        owner = self._name(record.name)
+        owner = self._name(record.owner)
         fixed = _RR_FIXED.pack(record.rtype, rclass, record.ttl if ttl is None else ttl, len(record.rdata))
         self.sections[section].append(owner + fixed + record.rdata)
 
-    def _name(self, name: str) -> bytes:
-        out = b""
-        while name != ".":
-            pointer = self._suffixes.get(name)
+    def _name(self, name: bytes) -> bytes:
+        suffixes = self._suffixes
+        for offset in _label_starts(name):
+            pointer = suffixes.get(name[offset:])
             if pointer is not None:
-                return out + struct.pack("!H", 0xC000 | pointer)
-            label, _, rest = name.partition(".")
-            out += bytes((len(label),)) + label.encode("latin-1")
-            name = rest or "."
-        return out + b"\x00"
+                return name[:offset] + struct.pack("!H", 0xC000 | pointer)
+        return name
 
     def head(self, counts: tuple[int, int, int], truncated: bool = False) -> bytes:
         q = self.query
@@ -349,6 +334,16 @@ class Message:
             return self.head(counts) + question + body + (opt or b"")
         # dnslib's truncate() drops the question; resolvers need it to match the reply.
         return self.head((0, 0, extra), truncated=True) + question + (opt or b"")
+
+
+def _label_starts(name: bytes) -> list[int]:
+    """Offsets of the labels of a wire name, the root excluded."""
+    starts = []
+    offset = 0
+    while name[offset]:
+        starts.append(offset)
+        offset += 1 + name[offset]
+    return starts
 
 
 def encode_opt(

@@ -1,242 +1,295 @@
 """The query handler: one synchronous function from request bytes to reply bytes (or None).
 
-Adapter layer (DNS wire). It never awaits and never touches Redis: it reads the zones,
-the current `Steering` (swapped by one assignment when health changes) and its own
-caches. Every failure is mapped: short header or QR=1 -> drop, malformed -> FORMERR,
-unknown opcode -> NOTIMP, a bug -> SERVFAIL plus one log line.
+Adapter layer (DNS wire). It never awaits and never touches Redis: it reads the zones, the
+client `Orders` (compiled steering maps), the current `Steering` (swapped by one assignment
+when health changes) and its reply caches. Every failure is mapped: short header or QR=1 ->
+drop, malformed -> FORMERR, unknown opcode -> NOTIMP, a bug -> SERVFAIL plus one log line.
 
-Hot path: replies are cached by the request bytes after the ID (`wire[2:]`), so a repeated
-question costs one dict lookup and one concatenation. Replies that depend on the sender's
-address (steered answers chosen without ECS) are cached per sender as well. Behind those,
-built replies are kept by shape (`Template`): a query with new bytes (0x20 case, a new ECS
-subnet) gets a copy with its ID, question and ECS address patched in, instead of a build.
-Caches are dropped whenever zones or health change.
+Hot path, cheapest first:
+1. `replies` (a `ReplyCache`) by the request bytes after the ID: one lookup and one
+   concatenation. A steered name asked without a usable ECS subnet is marked per client and
+   looked up again by (sender, bytes). Steered entries carry the health generation they were
+   built under and are stale after a change; static ones never are.
+2. `shapes`, for ECS queries with new bytes (a new client subnet): keyed by the request
+   without its ID and ECS address (always the message's last bytes). The shape knows the
+   service and family; the ECS address goes through the steering map (one bisect) to an
+   order class, the class to a decision, and the reply built once for (decision, scope) is
+   copied with the query's ID and address. No full decode, no objects for the collector.
+3. The full path: strict decode, zone lookup, steering, message build; it fills both caches.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections import Counter
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import NamedTuple
+from typing import Final
 
-from gslb.config.model import Identity, IPAddress, Service
+from gslb.config.model import Identity, Service
+from gslb.dns.cache import Cacheability, ReplyCache
 from gslb.dns.codec import (
-    CD,
-    RD,
+    PUBLIC_SLASH16,
     ClientSubnet,
     Drop,
     Message,
     NotImplementedOpcode,
     Query,
-    Rcode,
     decode_query,
     encode_ecs,
     encode_opt,
     header_only,
     is_public,
+    is_public_value,
 )
 from gslb.errors import MalformedQuery
 from gslb.policy.nearest import Mode
-from gslb.policy.steering import Steered, Steering
-from gslb.zone.zone import TYPE_A, TYPE_AAAA, TYPE_ANY, Outcome, Record, Result, Zones
+from gslb.policy.steering import OrderMap, Orders, Placement, Steering
+from gslb.zone import name as dnsname
+from gslb.zone.codes import (
+    CLASS_ANY,
+    CLASS_CH,
+    CLASS_IN,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_ANY,
+    TYPE_AXFR,
+    TYPE_CNAME,
+    TYPE_HINFO,
+    TYPE_IXFR,
+    TYPE_OPT,
+    TYPE_TXT,
+    Rcode,
+)
+from gslb.zone.zone import Outcome, Record, Result, Zones
 
 log = logging.getLogger(__name__)
 
-CLASS_IN = 1
-CLASS_CH = 3
-CLASS_ANY = 255
-TYPE_TXT = 16
-TYPE_HINFO = 13
-TYPE_OPT = 41
-TYPE_IXFR = 251
-TYPE_AXFR = 252
-
 UDP_MIN = 512
 TCP_LIMIT = 65535
-_CACHE_LIMIT = 100_000
+CACHE_LIMIT: Final = 100_000
+SHAPE_LIMIT: Final = 10_000
+STATIC: Final = 1 << 62  # the generation of replies that no health change makes stale
+PER_CLIENT: Final = -1  # the generation of a marker: look again by (sender, bytes)
 _RFC8482_HINFO = b"\x07RFC8482\x00"
-
-
-Label = tuple[str, str, str]  # (rcode, service, datacenter) for the metrics
-
-
-class Built(NamedTuple):
-    reply: bytes
-    label: Label
-    per_peer: bool | None  # cache it per sender (True), for all (False), or not at all (None)
-    provisional: Steered | None = None  # the decision it was built from, while not final
-    shaped: bool = True  # depends on the query's shape alone (else: also on the client)
-
-
-@dataclass(slots=True)
-class Entry:
-    """A cached reply without its ID, and what it counts as in the metrics."""
-
-    tail: bytes
-    label: Label
-    hits: int = 0
-    provisional: Steered | None = None  # built before scope widening: stale once superseded
+_CHAOS_NAMES = {
+    "id.server.": "id_server",
+    "hostname.bind.": "hostname_bind",
+    "version.bind.": "version_bind",
+    "version.server.": "version_bind",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class Template:
-    """A built reply to copy for any query of the same shape: the ID, the question's case
-    (0x20) and the ECS address (always the message's last bytes) come from the query."""
+class ReplyLabel:
+    """What one reply counts as in the metrics."""
 
-    head: bytes
-    label: Label
-    ecs_tail: bool
-
-    def patch(self, query: Query) -> bytes:
-        edns = query.edns
-        tail = edns.ecs.wire_address if self.ecs_tail and edns and edns.ecs else b""
-        qname = query.qname_wire
-        return query.id.to_bytes(2, "big") + self.head[2:12] + qname + self.head[12 + len(qname) :] + tail
+    rcode: str  # NOERROR, NXDOMAIN, NODATA, REFUSED, FORMERR, ...
+    service: str = ""  # a steered reply's service
+    datacenter: str = ""  # the datacenter whose addresses it carries
+    branch: str = ""  # the when_all_down branch taken (fail_open, fallback, servfail, drained)
 
 
-def _template(query: Query, built: Built) -> Template:
-    edns = query.edns
-    ecs = edns.ecs if edns is not None and not query.edns_error else None
-    cut = len(ecs.wire_address) if ecs is not None else 0
-    return Template(built.reply[: len(built.reply) - cut], built.label, ecs is not None)
+Entry = tuple[bytes, int, int]  # (reply without its ID, label id, generation)
 
 
-def _shape(query: Query, tcp: bool) -> tuple[object, ...]:
-    """Everything but the ID, the question's case and the ECS address that a reply depends on
-    (steered replies add their decision and scope)."""
-    edns = query.edns
-    if edns is None:
-        return (tcp, query.qname, query.qtype, query.qclass, query.flags & (RD | CD))
-    ecs = edns.ecs
-    shape_ecs = None if ecs is None else (ecs.family, ecs.source_prefix)
-    return (
-        tcp,
-        query.qname,
-        query.qtype,
-        query.qclass,
-        query.flags & (RD | CD),
-        edns.version,
-        edns.do,
-        edns.nsid,
-        0 if tcp else edns.payload,
-        shape_ecs,
-    )
+class Shape:
+    """Every ECS query of one shape (the request without ID and ECS address): the service and
+    family it asks for, its map's arrays, and the reply built per map block value. Plain data."""
+
+    __slots__ = ("family_v6", "index", "infos", "low_mask", "replies", "shift", "starts", "tail")
+
+    def __init__(self, subnet: ClientSubnet, mapping: OrderMap, index: Sequence[int]) -> None:
+        self.family_v6 = subnet.family == 2
+        width = 128 if self.family_v6 else 32
+        self.tail = len(subnet.wire_address)
+        address_bits = self.tail * 8
+        self.shift = width - address_bits  # address bytes -> an int of the family's width
+        self.low_mask = (1 << (address_bits - subnet.source_prefix)) - 1  # must be zero (RFC 7871)
+        self.starts = mapping.starts_v6 if self.family_v6 else mapping.starts_v4
+        self.infos = mapping.info_v6 if self.family_v6 else mapping.info_v4
+        self.index = index  # IPv4: /16 -> first block (OrderMap.index_v4)
+        # map block value (class id << 8 | prefix) -> (reply without ID and ECS address, label id)
+        self.replies: dict[int, tuple[bytes, int]] = {}
 
 
-def client_from_ecs(ecs: ClientSubnet | None) -> IPAddress | None:
-    """RFC 7871 section 7.1.2: use ECS when it has a prefix and is not private/reserved."""
+def client_from_ecs(ecs: ClientSubnet | None) -> ClientSubnet | None:
+    """RFC 7871 section 7.1.2: ECS decides when it has a prefix and is not private/reserved."""
     if ecs is None or ecs.source_prefix == 0 or not is_public(ecs.address):
         return None
-    return ecs.address
+    return ecs
 
 
 class Handler:
     def __init__(
         self,
         zones: Zones,
+        orders: Orders | None,
         steering: Steering | None,
         *,
         identity: Identity | None = None,
         udp_payload_size: int = 1232,
+        cache_limit: int = CACHE_LIMIT,
     ) -> None:
         self.zones = zones
+        self.orders = orders
         self.steering = steering
         identity = identity or Identity()
         self.identity = identity
         self.udp_payload_size = udp_payload_size
         self._nsid = identity.nsid.encode() if identity.nsid else None
         self._chaos = {
-            "id.server.": identity.id_server,
-            "hostname.bind.": identity.hostname_bind,
-            "version.bind.": identity.version_bind,
-            "version.server.": identity.version_bind,
+            dnsname.from_text(text): getattr(identity, field) for text, field in _CHAOS_NAMES.items()
         }
-        self.counts: Counter[tuple[str, str, str]] = Counter()
-        self._udp: dict[bytes, Entry] = {}
-        self._tcp: dict[bytes, Entry] = {}
-        self._by_peer: dict[tuple[bool, str, bytes], Entry] = {}
-        # replies by shape, for queries whose bytes differ (0x20 case, new ECS subnets)
-        self._templates: dict[tuple[object, ...], Template] = {}
+        # metrics: label id -> count; counted on every reply, cached or not
+        self._labels: dict[ReplyLabel, int] = {}
+        self.label_list: list[ReplyLabel] = []
+        self.counts: list[int] = []
+        self._generation = 0
+        self._udp: ReplyCache[Entry] = ReplyCache(cache_limit)
+        self._tcp: ReplyCache[Entry] = ReplyCache(cache_limit)
+        self._shapes: dict[bytes, Shape] = {}
+        self._shape_tails: tuple[int, ...] = ()  # ECS address lengths seen in shapes
 
     # -- state swaps (called from the event loop, never concurrently with handle) --
 
     def set_steering(self, steering: Steering | None) -> None:
+        """A new HealthView: steered replies built before are stale from now on."""
         self.steering = steering
-        self.clear_caches()
+        self._generation += 1
+        self._forget_decisions()
 
-    def clear_caches(self) -> None:
-        for cache in (self._udp, self._tcp, self._by_peer):
-            for entry in cache.values():
-                if entry.hits:
-                    self.counts[entry.label] += entry.hits
-            cache.clear()
-        self._templates.clear()
+    def maps_ready(self) -> None:
+        """The orders' compiled maps were swapped in: decisions per class start afresh."""
+        self._forget_decisions()
 
-    def totals(self) -> Counter[tuple[str, str, str]]:
-        """Replies sent by (rcode, service, datacenter), including those served from cache."""
-        totals = Counter(self.counts)
-        for cache in (self._udp, self._tcp, self._by_peer):
-            for entry in cache.values():
-                if entry.hits:
-                    totals[entry.label] += entry.hits
-        return totals
+    def _forget_decisions(self) -> None:
+        self._shapes = {}
+        self._shape_tails = ()
+
+    def label_id(self, label: ReplyLabel) -> int:
+        found = self._labels.get(label)
+        if found is None:
+            found = self._labels[label] = len(self.label_list)
+            self.label_list.append(label)
+            self.counts.append(0)
+        return found
+
+    def totals(self) -> dict[ReplyLabel, int]:
+        """Replies sent by label, including those served from cache."""
+        return {label: self.counts[i] for i, label in enumerate(self.label_list) if self.counts[i]}
 
     # -- the query path --
 
     def handle(self, wire: bytes, peer: str, *, tcp: bool = False) -> bytes | None:
         cache = self._tcp if tcp else self._udp
-        entry = cache.get(wire[2:])
+        body = wire[2:]
+        entry = cache.young.get(body) or cache.old.get(body)
         if entry is not None:
-            provisional = entry.provisional
-            if provisional is None:
-                entry.hits += 1
-                return wire[:2] + entry.tail
-            if not provisional.superseded and self.steering is not None:
-                self.steering.promote(provisional)  # asked again: worth widening
-                entry.hits += 1
-                return wire[:2] + entry.tail
-        entry = self._by_peer.get((tcp, peer, wire[2:]))
-        if entry is not None:
-            entry.hits += 1
-            return wire[:2] + entry.tail
+            tail, label, generation = entry
+            if generation >= self._generation:
+                self.counts[label] += 1
+                return wire[:2] + tail
+            if generation == PER_CLIENT:
+                entry = cache.get((peer, body))
+                if entry is not None and entry[2] >= self._generation:
+                    self.counts[entry[1]] += 1
+                    return wire[:2] + entry[0]
         try:
-            return self._answer(wire, peer, tcp)
+            if self._shape_tails:
+                reply = self._shaped(wire, cache)
+                if reply is not None:
+                    return reply
+            folded = _fold_question(wire)
+            if folded is not None:
+                reply = self._folded(wire, *folded, peer, cache)
+                if reply is not None:
+                    return reply
+            return self._answer(wire, peer, tcp, cache)
         except Exception:
             log.exception("bug while answering a query; replying SERVFAIL")
-            self.counts["SERVFAIL", "", ""] += 1
+            self.counts[self.label_id(ReplyLabel("SERVFAIL"))] += 1
             return header_only(wire, Rcode.SERVFAIL) if len(wire) >= 12 else None
 
-    def _answer(self, wire: bytes, peer: str, tcp: bool) -> bytes | None:
+    def _folded(
+        self, wire: bytes, folded: bytes, end: int, peer: str, cache: ReplyCache[Entry]
+    ) -> bytes | None:
+        """A question in mixed case (0x20): answer as for its lower-case form, then put the
+        question's case back (owners in the reply point at the question, so they follow)."""
+        body = folded[2:]
+        entry = cache.get(body)
+        if entry is not None and entry[2] == PER_CLIENT:
+            entry = cache.get((peer, body))
+        if entry is not None and entry[2] >= self._generation:
+            self.counts[entry[1]] += 1
+            tail = entry[0]
+            return wire[:2] + tail[:10] + wire[12:end] + tail[end - 2 :]
+        if self._shape_tails:
+            reply = self._shaped(folded, cache)
+            if reply is not None:
+                return wire[:2] + reply[2:12] + wire[12:end] + reply[end:]
+        return None
+
+    def _shaped(self, wire: bytes, cache: ReplyCache[Entry]) -> bytes | None:
+        """A new ECS subnet in a known shape; None sends the query down the full path."""
+        size = len(wire)
+        shapes = self._shapes
+        for tail in self._shape_tails:
+            shape = shapes.get(wire[2 : size - tail])
+            if shape is not None and shape.tail == tail:  # the head says how long its address is
+                break
+        else:
+            return None
+        address = wire[size - tail :]
+        value = int.from_bytes(address, "big")
+        if value & shape.low_mask:
+            return None  # bits past the source prefix: FORMERR from the full path
+        value <<= shape.shift
+        if shape.family_v6:
+            if value >> 32 == 0xFFFF or not is_public_value(value, v6=True):
+                return None  # mapped IPv4 and non-public clients take the full path
+            block = bisect_right(shape.starts, value >> 64) - 1
+        else:
+            slash16 = value >> 16
+            if not PUBLIC_SLASH16[slash16] and not is_public_value(value, v6=False):
+                return None
+            index = shape.index
+            block = bisect_right(shape.starts, value, index[slash16], index[slash16 + 1] + 1) - 1
+        found = shape.replies.get(shape.infos[block])
+        if found is None:
+            return None  # a block value not built yet (or MIXED): the full path builds it
+        piece, label = found
+        self.counts[label] += 1
+        piece += address
+        cache.put(wire[2:], (piece, label, self._generation))
+        return wire[:2] + piece
+
+    def _answer(self, wire: bytes, peer: str, tcp: bool, cache: ReplyCache[Entry]) -> bytes | None:
         try:
             query = decode_query(wire)
         except Drop:
             return None
         except NotImplementedOpcode:
-            self.counts["NOTIMP", "", ""] += 1
+            self.counts[self.label_id(ReplyLabel("NOTIMP"))] += 1
             return header_only(wire, Rcode.NOTIMP)
         except MalformedQuery as exc:
             log.debug("FORMERR: %s", exc)
-            self.counts["FORMERR", "", ""] += 1
+            self.counts[self.label_id(ReplyLabel("FORMERR"))] += 1
             return header_only(wire, Rcode.FORMERR)
-        reply, label, per_peer, provisional, _ = self._reply(query, peer, tcp)
-        if per_peer is None:
-            self.counts[label] += 1
+        reply, label, cacheability, generation = self._build(query, peer, tcp)
+        label_id = self.label_id(label)
+        self.counts[label_id] += 1
+        if cacheability is Cacheability.NEVER:
             return reply
-        entry = Entry(reply[2:], label, 1, provisional)
-        caches = len(self._udp) + len(self._tcp) + len(self._by_peer)
-        if caches > _CACHE_LIMIT:
-            self.clear_caches()
-        if per_peer:
-            self._by_peer[(tcp, peer, wire[2:])] = entry
+        # Kept under the lower-case question, with the lower-case question in the reply: a
+        # query in any case finds it (directly, or through _folded, which restores its case).
+        body, stored = _lower_question(query, wire)[2:], _lower_question(query, reply)[2:]
+        if cacheability is Cacheability.ALL:
+            cache.put(body, (stored, label_id, generation))
         else:
-            cache = self._tcp if tcp else self._udp
-            superseded = cache.get(wire[2:])
-            if superseded is not None and superseded.hits:  # a provisional reply it replaces
-                self.counts[superseded.label] += superseded.hits
-            cache[wire[2:]] = entry
+            cache.put(body, (b"", -1, PER_CLIENT))
+            cache.put((peer, body), (stored, label_id, generation))
         return reply
 
     def _limit(self, query: Query, tcp: bool) -> int:
@@ -254,28 +307,13 @@ class Handler:
         ecs = encode_ecs(edns.ecs, scope) if edns.ecs is not None and not ext_rcode else None
         return encode_opt(payload=self.udp_payload_size, do=edns.do, ext_rcode=ext_rcode, nsid=nsid, ecs=ecs)
 
-    def _reply(self, query: Query, peer: str, tcp: bool) -> Built:
-        """The reply, its metrics label, and whether it may be cached (per peer or for all)."""
-        shape = _shape(query, tcp)
-        template = self._templates.get(shape)
-        if template is not None:
-            return Built(template.patch(query), template.label, False)
-        built = self._build(query, peer, tcp, shape)
-        if built.shaped:
-            self._remember(shape, _template(query, built))
-        return built
-
-    def _remember(self, key: tuple[object, ...], template: Template) -> None:
-        if len(self._templates) > _CACHE_LIMIT:
-            self._templates.clear()
-        self._templates[key] = template
-
-    def _build(self, query: Query, peer: str, tcp: bool, shape: tuple[object, ...]) -> Built:
+    def _build(self, query: Query, peer: str, tcp: bool) -> tuple[bytes, ReplyLabel, Cacheability, int]:
+        """The reply, its label, how far it may be cached, and its generation."""
         limit = self._limit(query, tcp)
         if query.edns_error:
             message = Message(query, rcode=0, aa=False)
             opt = self._opt(query, ext_rcode=Rcode.BADVERS >> 4)
-            return Built(message.pack(opt=opt, limit=limit), ("BADVERS", "", ""), False)
+            return message.pack(opt=opt, limit=limit), ReplyLabel("BADVERS"), Cacheability.NEVER, STATIC
         qtype, qclass = query.qtype, query.qclass
         if qtype == TYPE_OPT:
             return self._simple(query, Rcode.FORMERR, limit)
@@ -293,23 +331,28 @@ class Handler:
         if qtype == TYPE_ANY and not tcp and result.outcome is Outcome.ANSWER:
             return self._rfc8482(query, result, limit)
         if result.service is not None:
-            return self._steered(query, result, result.service, peer, limit=limit, shape=shape)
-        return self._from_zone(query, result, limit)
+            return self._steered(query, result, result.service, peer, limit)
+        reply, label = self._from_zone(query, result, limit)
+        return reply, label, Cacheability.ALL, STATIC
 
-    def _simple(self, query: Query, rcode: Rcode, limit: int) -> Built:
+    def _simple(self, query: Query, rcode: Rcode, limit: int) -> tuple[bytes, ReplyLabel, Cacheability, int]:
         message = Message(query, rcode=rcode, aa=False)
-        return Built(message.pack(opt=self._opt(query), limit=limit), (rcode.name, "", ""), False)
+        reply = message.pack(opt=self._opt(query), limit=limit)
+        return reply, ReplyLabel(rcode.name), Cacheability.ALL, STATIC
 
-    def _chaos_reply(self, query: Query, limit: int) -> Built:
+    def _chaos_reply(self, query: Query, limit: int) -> tuple[bytes, ReplyLabel, Cacheability, int]:
         """CHAOS TXT id.server/hostname.bind/version.bind when configured; else REFUSED."""
         text = self._chaos.get(query.qname)
         if text is None or query.qtype not in (TYPE_TXT, TYPE_ANY):
             return self._simple(query, Rcode.REFUSED, limit)
         message = Message(query, rcode=Rcode.NOERROR, aa=True)
         message.add(0, _txt(query.qname, text), rclass=CLASS_CH)
-        return Built(message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False)
+        reply = message.pack(opt=self._opt(query), limit=limit)
+        return reply, ReplyLabel("NOERROR"), Cacheability.ALL, STATIC
 
-    def _from_zone(self, query: Query, result: Result, limit: int, *, scope: int = 0) -> Built:
+    def _from_zone(
+        self, query: Query, result: Result, limit: int, *, scope: int = 0
+    ) -> tuple[bytes, ReplyLabel]:
         rcode = Rcode.NXDOMAIN if result.outcome is Outcome.NXDOMAIN else Rcode.NOERROR
         message = Message(query, rcode=rcode, aa=True)
         for record in result.answers:
@@ -319,90 +362,139 @@ class Handler:
         for record in result.additional:
             message.add(2, record)
         label = "NODATA" if result.outcome is Outcome.NODATA else rcode.name
-        return Built(message.pack(opt=self._opt(query, scope=scope), limit=limit), (label, "", ""), False)
+        return message.pack(opt=self._opt(query, scope=scope), limit=limit), ReplyLabel(label)
 
-    def _rfc8482(self, query: Query, result: Result, limit: int) -> Built:
+    def _rfc8482(
+        self, query: Query, result: Result, limit: int
+    ) -> tuple[bytes, ReplyLabel, Cacheability, int]:
         """ANY over UDP: one synthesised HINFO instead of everything (RFC 8482 section 4.2)."""
         message = Message(query, rcode=Rcode.NOERROR, aa=True)
         for record in result.answers:
-            if record.rtype == 5:  # keep a CNAME chain that led here
+            if record.rtype == TYPE_CNAME:  # keep a CNAME chain that led here
                 message.add(0, record)
         zone = result.zone
         ttl = zone.negative_ttl if zone else 3600
-        owner = result.service_owner or (result.answers[-1].name if result.answers else query.qname)
+        owner = result.service_owner or (result.answers[-1].owner if result.answers else query.qname)
         message.add(0, Record(owner, TYPE_HINFO, ttl, _RFC8482_HINFO))
-        return Built(message.pack(opt=self._opt(query), limit=limit), ("NOERROR", "", ""), False)
+        reply = message.pack(opt=self._opt(query), limit=limit)
+        return reply, ReplyLabel("NOERROR"), Cacheability.ALL, STATIC
 
     def _steered(
-        self,
-        query: Query,
-        result: Result,
-        service: Service,
-        peer: str,
-        *,
-        limit: int,
-        shape: tuple[object, ...],
-    ) -> Built:
+        self, query: Query, result: Result, service: Service, peer: str, limit: int
+    ) -> tuple[bytes, ReplyLabel, Cacheability, int]:
+        orders, steering = self.orders, self.steering
+        if orders is None or steering is None:  # no steering configured: a name with no data
+            reply, label = self._from_zone(query, Result(Outcome.NODATA, result.zone, result.answers), limit)
+            return reply, label, Cacheability.ALL, STATIC
         ecs = query.edns.ecs if query.edns else None
         client = client_from_ecs(ecs)
-        per_peer = client is None
-        qtypes = (TYPE_A, TYPE_AAAA) if query.qtype == TYPE_ANY else (query.qtype,)
-        if self.steering is None:  # no steering configured: answer like a name with no data
-            return self._from_zone(query, Result(Outcome.NODATA, result.zone, result.answers), limit)
-        address = client if client is not None else ip_address(peer)
-        steered = [self.steering.steer(service, address, v4=t == TYPE_A) for t in qtypes]
-        scope = max(s.scope for s in steered) if client is not None else 0
-        # Without ECS no scope is sent, so a provisional decision is as good as a final one.
-        provisional = next((s for s in steered if not s.final), None) if client is not None else None
-        key = (
-            shape,
-            scope,
-            *((s.decision.mode, s.decision.datacenter, s.decision.addresses) for s in steered),
-        )
-        template = self._templates.get(key)
-        if template is not None:
-            return Built(template.patch(query), template.label, per_peer, provisional, False)
-        built = self._build_steered(query, result, service, steered, scope=scope, limit=limit)
-        self._remember(key, _template(query, built))
-        return Built(built.reply, built.label, per_peer, provisional, False)
-
-    def _build_steered(
-        self,
-        query: Query,
-        result: Result,
-        service: Service,
-        steered: list[Steered],
-        *,
-        scope: int,
-        limit: int,
-    ) -> Built:
-        first = steered[0].decision
-        if all(s.decision.mode is Mode.SERVFAIL for s in steered):
+        address = client.address if client is not None else ip_address(peer)
+        placement = orders.place(service, address)
+        families = (True, False) if query.qtype == TYPE_ANY else (query.qtype == TYPE_A,)
+        decisions = [steering.decide(service, placement.order, v4=v4) for v4 in families]
+        independent = all(steering.independent(service, d) for d in decisions)
+        if ecs is None or ecs.source_prefix == 0 or independent:
+            scope = 0
+        elif client is not None:
+            scope = placement.prefix  # the block the client falls in: final, health-independent
+        else:
+            scope = ecs.source_prefix  # chosen by the resolver's own address: never claim /0
+        first = decisions[0]
+        if all(d.mode is Mode.SERVFAIL for d in decisions):
             message = Message(query, rcode=Rcode.SERVFAIL, aa=False)
-            label = ("SERVFAIL", service.name, "")
-            return Built(message.pack(opt=self._opt(query, scope=scope), limit=limit), label, None)
-        steered_records = _records(result.service_owner, service.ttl, steered)
-        records = (*result.answers, *steered_records)
-        outcome = Outcome.ANSWER if steered_records else Outcome.NODATA
-        built = self._from_zone(query, Result(outcome, result.zone, records), limit, scope=scope)
-        # metrics: the datacenter answered, or the when_all_down branch taken
+            reply = message.pack(opt=self._opt(query, scope=scope), limit=limit)
+            return reply, ReplyLabel("SERVFAIL", service.name, "", Mode.SERVFAIL.value), Cacheability.NEVER, 0
+        steered = [
+            r for d in decisions for r in _address_records(result.service_owner, service.ttl, d.addresses)
+        ]
+        records = (*result.answers, *steered)
+        outcome = Outcome.ANSWER if steered else Outcome.NODATA
+        reply, label = self._from_zone(query, Result(outcome, result.zone, records), limit, scope=scope)
         normal = first.mode in (Mode.NEAREST, Mode.FAILOVER) and first.datacenter is not None
-        label = (built.label[0], service.name, first.datacenter or "" if normal else first.mode.value)
-        return Built(built.reply, label, None)
+        label = ReplyLabel(
+            label.rcode,
+            service.name,
+            (first.datacenter or "") if normal else "",
+            "" if normal else first.mode.value,
+        )
+        if client is None and not independent:
+            return reply, label, Cacheability.PER_CLIENT, self._generation
+        if client is not None and query.qtype != TYPE_ANY:
+            self._remember_shape(query, client, placement, reply, label)
+        return reply, label, Cacheability.ALL, self._generation
+
+    def _remember_shape(
+        self, query: Query, subnet: ClientSubnet, placement: Placement, reply: bytes, label: ReplyLabel
+    ) -> None:
+        """Keep what a new subnet of this query's shape needs: the reply for its map block."""
+        tail = len(subnet.wire_address)
+        orders = self.orders
+        body = _query_body(query, subnet)
+        if body is None or orders is None or orders.maps is None or placement.block < 0:
+            return
+        shape = self._shapes.get(body)
+        if shape is None:
+            if len(self._shapes) >= SHAPE_LIMIT:
+                self._shapes.clear()  # shapes are few (names x query forms): a guard, not a cache
+            service = self.zones.lookup(query.qname, query.qtype).service
+            if service is None:
+                return
+            which = orders.set_of[service.name]
+            shape = self._shapes[body] = Shape(subnet, orders.maps[which], orders.indexes[which])
+            if tail not in self._shape_tails:
+                self._shape_tails = (*self._shape_tails, tail)
+        reply = _lower_question(query, reply)
+        shape.replies[placement.block] = (reply[2 : len(reply) - tail], self.label_id(label))
 
 
-@functools.lru_cache(maxsize=4096)
-def _address_records(owner: str, ttl: int, addresses: tuple[IPAddress, ...]) -> tuple[Record, ...]:
-    """The A/AAAA records of one decision; a handful of distinct ones per service."""
-    return tuple(
-        Record(owner, TYPE_A if a.version == 4 else TYPE_AAAA, ttl, a.packed, str(a)) for a in addresses
-    )
+def _query_body(query: Query, subnet: ClientSubnet) -> bytes | None:
+    """The request without its ID and ECS address (question in lower case), when the address
+    ends the message."""
+    wire = query.wire
+    if subnet.address_at < 0 or wire[subnet.address_at :] != subnet.wire_address or not subnet.wire_address:
+        return None
+    return _lower_question(query, wire)[2 : subnet.address_at]
 
 
-def _records(owner: str, ttl: int, steered: list[Steered]) -> list[Record]:
-    return [r for s in steered for r in _address_records(owner, ttl, s.decision.addresses)]
+def _lower_question(query: Query, message: bytes) -> bytes:
+    """`message` (the query or its reply: both hold the question at offset 12) with the
+    question name in lower case."""
+    if query.qname == query.qname_wire:
+        return message
+    return message[:12] + query.qname + message[12 + len(query.qname) :]
 
 
-def _txt(owner: str, text: str) -> Record:
+def _fold_question(wire: bytes) -> tuple[bytes, int] | None:
+    """(the query with its question name in lower case, where that name ends), or None when
+    the name has no upper-case letter or does not parse (the full path will say why)."""
+    size = len(wire)
+    end = 12
+    while end < size:
+        length = wire[end]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        end += 1 + length
+    else:
+        return None
+    end += 1
+    name = wire[12:end]
+    lower = dnsname.key(name)
+    if lower == name:
+        return None
+    return wire[:12] + lower + wire[end:], end
+
+
+def _address_records(owner: bytes, ttl: int, addresses: tuple[object, ...]) -> list[Record]:
+    """The A/AAAA records of one decision."""
+    out = []
+    for a in addresses:
+        packed = a.packed  # type: ignore[attr-defined]
+        out.append(Record(owner, TYPE_A if len(packed) == 4 else TYPE_AAAA, ttl, packed, str(a)))
+    return out
+
+
+def _txt(owner: bytes, text: str) -> Record:
     data = text.encode()[:255]
     return Record(owner, TYPE_TXT, 0, bytes((len(data),)) + data, text)

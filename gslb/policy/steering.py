@@ -1,27 +1,26 @@
-"""Steering: client address -> location -> decision and ECS scope, cached per HealthView.
+"""Steering: client address -> order class -> decision, with the ECS scope the answer holds for.
 
-Pure layer: takes any locator with the `Locating` shape (the GeoIP adapter in `gslb.geo`
-provides it) so that this module imports no outside library. One `Steering` exists per
-(config, HealthView); a new view means a new `Steering`, so its caches never hold answers
-from an older health state. The distance orders live in a cache shared across views,
-since they depend only on the config and the client position.
+Pure layer: standard library, `gslb.config.model`, `gslb.health.view` and `gslb.policy` only;
+the GeoIP side arrives through the `Locating` and `OrderMap` shapes (`gslb.geo` provides
+them), so this module imports no outside library.
 
-Scope widening (walking the GeoIP tree around a network) costs about a millisecond, far
-more than an answer, so it never runs on the query path: the first answer for a network
-carries the GeoIP network itself as scope (true, merely narrow); when the network is asked
-for again it is queued, `widen_pending` (called from an idle-time task) widens it, and later
-answers carry the wider scope. Replies cached from a provisional decision are dropped when
-it is superseded.
+Work is split by how often it changes, as gdnsd does it:
+- `Orders` (per config and GeoIP database): which datacenter order a client gets. A compiled
+  steering map (`OrderMap`, built off the query path) gives it in one bisect, with the map
+  block's prefix length as the ECS scope: the widest network around the client over which
+  the order is the same. Where no map is ready yet, or the map marks a block `MIXED` (IPv6
+  detail below /64), the locator answers directly and its network is the scope (true,
+  merely narrower). The scope never depends on health.
+- `Steering` (per HealthView): which datacenter of an order answers, memoised per order.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Protocol
+from typing import Final, Protocol
 
 from gslb.config.model import Config, IPAddress, Service
 from gslb.health.view import HealthView
@@ -36,10 +35,11 @@ from gslb.policy.nearest import (
 )
 
 IPNetwork = IPv4Network | IPv6Network
+Order = tuple[str, ...]
 
-WIDEN_LIMIT = 64  # distinct networks inspected per widening step
-_CACHE_LIMIT = 200_000
-_PENDING_LIMIT = 10_000
+MIXED: Final = 0xFFFF  # an OrderMap class id: "not uniform at the map's resolution, locate directly"
+MAPPED_START: Final = 0xFFFF << 32  # ::ffff:0:0/96: IPv4 clients written as IPv6
+_ORDER_CACHE_LIMIT = 200_000
 
 
 class LocationLike(Protocol):
@@ -55,191 +55,134 @@ class LocationLike(Protocol):
 
 class Locating(Protocol):
     def locate(self, address: IPAddress) -> LocationLike: ...
-    def locations_within(self, network: IPNetwork, limit: int) -> Sequence[LocationLike] | None: ...
 
 
-@dataclass(slots=True)
-class Steered:
-    """A decision and its scope. Not frozen on purpose: a provisional one (scope not yet
-    widened) is marked `superseded` when widening replaces it, so that replies cached from
-    it are rebuilt with the wider scope."""
+class OrderMap(Protocol):
+    """A compiled steering map (`gslb.geo.steermap.SteerMap`): blocks tiling each address space
+    in order; `info` is `class id << 8 | prefix length`; IPv6 starts are the top 64 bits."""
 
-    decision: Decision
-    scope: int  # ECS scope prefix length for this answer
-    network: IPNetwork  # the network the answer holds for
-    final: bool = True  # False until widening has run for this network
-    superseded: bool = False
-    key: tuple[str, bool, IPNetwork] | None = None  # set while provisional: what to widen
+    @property
+    def classes(self) -> tuple[Order, ...]: ...
+    @property
+    def starts_v4(self) -> Sequence[int]: ...
+    @property
+    def info_v4(self) -> Sequence[int]: ...
+    @property
+    def starts_v6(self) -> Sequence[int]: ...
+    @property
+    def info_v6(self) -> Sequence[int]: ...
+    def find(self, address: IPAddress) -> tuple[int, int]: ...
+    def index_v4(self) -> Sequence[int]: ...
 
 
-OrderCache = dict[tuple[str, float | None, float | None, str | None], tuple[str, ...]]
-_SteerKey = tuple[str, bool, IPNetwork]
-_PrefixKey = tuple[str, bool, int, int, int]
+def datacenter_sets(config: Config) -> tuple[tuple[str, ...], ...]:
+    """The distinct datacenter sets of the services, in first-seen order (one map each)."""
+    return tuple(dict.fromkeys(tuple(sorted(s.datacenters())) for s in config.services.values()))
+
+
+def classifier(config: Config, datacenters: Sequence[str]) -> Callable[[LocationLike], Order]:
+    """Location -> datacenter order over one datacenter set (what a map compiles)."""
+    positions = config.datacenters
+    default_order = config.geoip.default_order
+
+    def classify(location: LocationLike) -> Order:
+        position = (
+            Position(location.latitude, location.longitude)
+            if location.latitude is not None and location.longitude is not None
+            else None
+        )
+        return order_datacenters(
+            datacenters, positions, position=position, pinned=location.datacenter, default_order=default_order
+        )
+
+    return classify
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one client falls: its datacenter order and the prefix length it holds over."""
+
+    order: Order
+    prefix: int  # in the client address's own family width
+    from_map: bool  # False: located directly (no map yet, or a MIXED block)
+    block: int = -1  # the map block's `class id << 8 | prefix` in its family's array (-1: none)
+
+
+class Orders:
+    """Client address -> datacenter order per service, through the maps when they are ready."""
+
+    def __init__(self, config: Config, locator: Locating) -> None:
+        self.config = config
+        self.locator = locator
+        self.sets = datacenter_sets(config)
+        index = {dcs: i for i, dcs in enumerate(self.sets)}
+        self.set_of: Mapping[str, int] = {
+            s.name: index[tuple(sorted(s.datacenters()))] for s in config.services.values()
+        }
+        self._classify = [classifier(config, dcs) for dcs in self.sets]
+        self._cache: dict[tuple[int, float | None, float | None, str | None], Order] = {}
+        self.maps: Sequence[OrderMap] | None = None  # one per datacenter set, once compiled
+        self.indexes: Sequence[Sequence[int]] = ()  # each map's `index_v4()`, made with it
+
+    def use_maps(self, maps: Sequence[OrderMap], indexes: Sequence[Sequence[int]] | None = None) -> None:
+        """Swap the compiled maps in (with their `index_v4()`s, made here when not given)."""
+        self.indexes = [m.index_v4() for m in maps] if indexes is None else indexes
+        self.maps = maps
+
+    def classifiers(self) -> list[Callable[[LocationLike], Order]]:
+        return list(self._classify)
+
+    def place(self, service: Service, address: IPAddress) -> Placement:
+        """The order for a client of `service` at `address`, and the prefix it holds over."""
+        which = self.set_of[service.name]
+        maps = self.maps
+        if maps is not None:
+            class_id, prefix = maps[which].find(address)
+            if class_id != MIXED:
+                mapped = address.version == 6 and int(address) >> 32 == 0xFFFF
+                block = -1 if mapped else class_id << 8 | prefix
+                return Placement(maps[which].classes[class_id], prefix, True, block)
+        location = self.locator.locate(address)
+        key = (which, location.latitude, location.longitude, location.datacenter)
+        order = self._cache.get(key)
+        if order is None:
+            order = self._classify[which](location)
+            if len(self._cache) >= _ORDER_CACHE_LIMIT:  # keys are the database's distinct places
+                self._cache.clear()
+            self._cache[key] = order
+        return Placement(order, location.network.prefixlen, False)
 
 
 class Steering:
-    def __init__(
-        self,
-        config: Config,
-        locator: Locating,
-        view: HealthView,
-        *,
-        orders: OrderCache | None = None,
-        now: Callable[[], float] = time.time,
-    ) -> None:
+    """Decisions under one HealthView; a new view means a new Steering (nothing stale inside)."""
+
+    def __init__(self, config: Config, view: HealthView, *, now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.locator = locator
         self.view = view
         self.states = service_states(config, view, now=now())
-        self._datacenters = {s.name: s.datacenters() for s in config.services.values()}
-        self._orders: OrderCache = {} if orders is None else orders
-        self._steered: dict[_SteerKey, Steered] = {}
-        self._widened: dict[_PrefixKey, Steered] = {}
-        self._widened_lengths: list[int] = []  # prefix lengths present in _widened, longest first
-        self._candidates: dict[_SteerKey, tuple[Service, bool, LocationLike]] = {}
-        # (service, v4, location, network widened so far)
-        self.pending: deque[tuple[Service, bool, LocationLike, IPNetwork]] = deque(maxlen=_PENDING_LIMIT)
+        self._single = {s.name: len(s.datacenters()) == 1 for s in config.services.values()}
+        self._decisions: dict[tuple[str, Order, bool], Decision] = {}
 
-    def order(self, service: Service, location: LocationLike) -> tuple[str, ...]:
-        key = (service.name, location.latitude, location.longitude, location.datacenter)
-        order = self._orders.get(key)
-        if order is None:
-            position = (
-                Position(location.latitude, location.longitude)
-                if location.latitude is not None and location.longitude is not None
-                else None
-            )
-            order = order_datacenters(
-                self._datacenters[service.name],
-                self.config.datacenters,
-                position=position,
-                pinned=location.datacenter,
-                default_order=self.config.geoip.default_order,
-            )
-            if len(self._orders) > _CACHE_LIMIT:
-                self._orders.clear()
-            self._orders[key] = order
-        return order
+    def decide(self, service: Service, order: Order, *, v4: bool) -> Decision:
+        key = (service.name, order, v4)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = decide(service, order, self.states[service.name], v4=v4)
+            self._decisions[key] = decision  # bounded: orders are few (one per map class)
+        return decision
 
-    def decide_for(self, service: Service, location: LocationLike, *, v4: bool) -> Decision:
-        return decide(service, self.order(service, location), self.states[service.name], v4=v4)
-
-    def steer(self, service: Service, client: IPAddress, *, v4: bool) -> Steered:
-        """The decision for one client address and the network it holds for."""
-        location = self.locator.locate(client)
-        key = (service.name, v4, location.network)
-        steered = self._steered.get(key)
-        if steered is None:
-            steered = self._inside_widened(service.name, v4, location.network)
-            if steered is None:
-                decision = self.decide_for(service, location, v4=v4)
-                if self._independent(service, decision):
-                    steered = Steered(decision, 0, location.network)
-                else:
-                    prefix = location.network.prefixlen
-                    steered = Steered(decision, prefix, location.network, final=False, key=key)
-                    if len(self._candidates) > _CACHE_LIMIT:
-                        self._candidates.clear()
-                    self._candidates[key] = (service, v4, location)
-            if len(self._steered) > _CACHE_LIMIT:
-                self._steered.clear()
-            self._steered[key] = steered
-        elif not steered.final:
-            self.promote(steered)
-        return steered
-
-    def promote(self, steered: Steered) -> None:
-        """A provisional network asked for again is worth widening: queue it (once).
-
-        Networks seen only once (most of a random-subnet flood) never cost a tree walk.
-        """
-        if steered.key is not None:
-            candidate = self._candidates.pop(steered.key, None)
-            if candidate is not None:
-                self.pending.append((*candidate, candidate[2].network))
-
-    def widen_pending(self, *, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> int:
-        """Widen queued networks until the budget is spent; returns how many were finished.
-
-        Work is done one widening step (one sibling walk, bounded by WIDEN_LIMIT) at a time,
-        and an unfinished network goes back to the end of the queue, so one call never
-        overruns its budget by more than a step.
-        """
-        deadline = clock() + budget_s
-        done = 0
-        while self.pending and clock() < deadline:
-            service, v4, location, network = self.pending.popleft()
-            key = (service.name, v4, location.network)
-            current = self._steered.get(key)
-            if current is None or current.final:
-                continue
-            widened = self._inside_widened(service.name, v4, network)
-            if widened is None:
-                wider = self._widen_step(service, network, current.decision, v4=v4)
-                if wider is not None:
-                    self.pending.append((service, v4, location, wider))
-                    continue
-                widened = Steered(current.decision, network.prefixlen, network)
-                self._remember(service.name, v4, widened)
-            self._steered[key] = widened
-            current.superseded = True
-            done += 1
-        return done
-
-    def _remember(self, service: str, v4: bool, steered: Steered) -> None:
-        if len(self._widened) > _CACHE_LIMIT:
-            self._widened.clear()
-            self._widened_lengths.clear()
-        self._widened[_prefix_key(service, v4, steered.network)] = steered
-        if steered.network.prefixlen not in self._widened_lengths:
-            self._widened_lengths.append(steered.network.prefixlen)
-            self._widened_lengths.sort(reverse=True)
-
-    def _inside_widened(self, service: str, v4: bool, network: IPNetwork) -> Steered | None:
-        """A network inside one already proven uniform shares its answer and scope."""
-        if not self._widened_lengths:
-            return None
-        address = int(network.network_address)
-        width = network.max_prefixlen
-        version = network.version
-        for prefix in self._widened_lengths:
-            if prefix <= network.prefixlen:
-                found = self._widened.get((service, v4, version, prefix, address >> (width - prefix)))
-                if found is not None:
-                    return found
-        return None
-
-    def _independent(self, service: Service, decision: Decision) -> bool:
-        """Answers that are the same for every client get scope 0."""
+    def independent(self, service: Service, decision: Decision) -> bool:
+        """Answers that are the same for every client: scope 0."""
         if decision.mode in (Mode.FALLBACK, Mode.SERVFAIL, Mode.DRAINED):
             return True
-        return len(self._datacenters[service.name]) == 1
-
-    def _widen_step(
-        self, service: Service, network: IPNetwork, decision: Decision, *, v4: bool
-    ) -> IPNetwork | None:
-        """The supernet when every location in its other half gets this answer, else None.
-
-        Aggregation like gdnsd's, one bit at a time: the half we come from is already proven.
-        """
-        if network.prefixlen == 0:
-            return None
-        parent = network.supernet()
-        low, high = parent.subnets()
-        locations = self.locator.locations_within(high if low == network else low, WIDEN_LIMIT)
-        if locations is None:
-            return None
-        answer = (decision.datacenter, decision.addresses)
-        for location in locations:
-            d = self.decide_for(service, location, v4=v4)
-            if (d.datacenter, d.addresses) != answer:
-                return None
-        return parent
+        return self._single[service.name]
 
     def datacenter_states(self, service: Service) -> dict[str, DatacenterState]:
         return self.states[service.name]
 
 
-def _prefix_key(service: str, v4: bool, network: IPNetwork) -> _PrefixKey:
-    shift = network.max_prefixlen - network.prefixlen
-    return (service, v4, network.version, network.prefixlen, int(network.network_address) >> shift)
+def scope_network(address: IPAddress, prefix: int) -> IPNetwork:
+    """The network of `prefix` bits around `address` (for explain and logs)."""
+    if address.version == 4:
+        return IPv4Network((int(address) >> (32 - prefix) << (32 - prefix), prefix))
+    return IPv6Network((int(address) >> (128 - prefix) << (128 - prefix), prefix))

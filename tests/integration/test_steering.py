@@ -70,23 +70,18 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         )
     try:
         wait_ready(port, proc, log)
+        wait_for_log(log, "steering map ready")
         yield port
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def settled(port: int, name: str, *args: str) -> Dig:
-    """Ask twice: the first answer for a new network carries the unwidened scope."""
-    first = dig(port, name, *args)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+def wait_for_log(log: Path, text: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{log.read_text(errors='replace')}"
         time.sleep(0.05)
-        again = dig(port, name, *args)
-        if again.subnet == first.subnet or again.scope is None or first.scope is None:
-            return again
-        first = again
-    return first
 
 
 @pytest.mark.parametrize(
@@ -106,11 +101,11 @@ def test_readme_dig_lines(embedded: int, subnet: str, expected: set[str], v6: st
     assert first.answers == expected
     assert first.subnet is not None
     assert first.subnet.startswith(subnet + "/")
-    answer = settled(embedded, "www.gslb.example.com", f"+subnet={subnet}")
-    assert answer.answers == expected
-    assert answer.scope is not None
+    again = dig(embedded, "www.gslb.example.com", f"+subnet={subnet}")
+    assert again.answers == expected
     assert first.scope is not None
-    assert 0 < answer.scope <= first.scope  # widened, never narrower than the GeoIP network
+    assert 0 < first.scope <= 24  # the steering map block: wider than the /24, never /0
+    assert again.scope == first.scope  # final on the first answer
     aaaa = dig(embedded, "www.gslb.example.com", "AAAA", f"+subnet={subnet}")
     assert aaaa.answers == {v6}  # the same datacenter for AAAA
 
@@ -125,7 +120,15 @@ def test_without_ecs_the_source_address_decides_and_no_ecs_is_returned(embedded:
 def test_private_ecs_falls_back_to_the_source_address(embedded: int) -> None:
     answer = dig(embedded, "www.gslb.example.com", "+subnet=10.1.2.0/24")
     assert answer.answers == IAD  # the source, 127.0.0.1, decides
-    assert answer.subnet == "10.1.2.0/24/0"
+    # chosen by location (the resolver's), so never /0: the source prefix, or a resolver
+    # would hand this answer to all its clients
+    assert answer.subnet == "10.1.2.0/24/24"
+
+
+def test_source_prefix_zero_gets_scope_zero(embedded: int) -> None:
+    answer = dig(embedded, "www.gslb.example.com", "+subnet=0.0.0.0/0")
+    assert answer.answers == IAD
+    assert answer.subnet == "0.0.0.0/0/0"
 
 
 def test_ecs_on_a_static_name_has_scope_zero(embedded: int) -> None:

@@ -7,8 +7,9 @@ from ipaddress import ip_address
 
 import pytest
 
-from gslb.dns.codec import Drop, NotImplementedOpcode, decode_ecs, decode_query, encode_name, header_only
+from gslb.dns.codec import Drop, NotImplementedOpcode, decode_ecs, decode_query, header_only
 from gslb.errors import MalformedQuery
+from gslb.zone.name import from_text as encode_name
 
 QNAME = encode_name("www.gslb.example.com.")
 QUESTION = QNAME + struct.pack("!HH", 1, 1)
@@ -31,7 +32,7 @@ def test_plain_query() -> None:
     query = decode_query(header() + QUESTION)
     assert (query.id, query.qname, query.qtype, query.qclass, query.edns) == (
         0x1234,
-        "www.gslb.example.com.",
+        b"\x03www\x04gslb\x07example\x03com\x00",
         1,
         1,
         None,
@@ -40,7 +41,7 @@ def test_plain_query() -> None:
 
 def test_case_is_kept_on_the_wire_and_folded_for_lookup() -> None:
     query = decode_query(header() + encode_name("WwW.GsLb.example.COM.") + struct.pack("!HH", 1, 1))
-    assert query.qname == "www.gslb.example.com."
+    assert query.qname == encode_name("www.gslb.example.com.")
     assert query.qname_wire == encode_name("WwW.GsLb.example.COM.")
 
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gslb.config.loader import load
-from gslb.dns.codec import encode_name
 from gslb.dns.handler import Handler
 from gslb.health.view import HealthView
 from gslb.responder import build_parts
+from gslb.zone.name import from_text as encode_name
 from tests.server_fixture import EXAMPLE_CONFIG
 
 
