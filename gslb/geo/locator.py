@@ -16,6 +16,7 @@ IPv4 network back in mapped form.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
@@ -121,6 +122,7 @@ class Locator:
         """
         path = _default_database() if database is None else database
         self._path = path
+        self._digest: str | None = None
         self._buffer, self._reader = _open(path)
         try:
             meta = self._reader.metadata()
@@ -188,7 +190,13 @@ class Locator:
 
     def database_digest(self) -> str:
         """SHA-256 (hex) of the database file's content, as this locator opened it."""
-        return hashlib.sha256(self._buffer).hexdigest()
+        if self._digest is None:
+            self._digest = hashlib.sha256(self._buffer).hexdigest()
+            # Hashing touched every page of the map; hand them back (they are the file's, read
+            # again on demand), or a responder's RSS would carry the whole database.
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                self._buffer.madvise(mmap.MADV_DONTNEED)
+        return self._digest
 
     def record_location(self, record: int, address: IPAddress, network: IPNetwork) -> Location:
         """The Location that `locate` gives the addresses whose tree walk ends at `record`

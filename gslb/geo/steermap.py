@@ -228,9 +228,11 @@ def load_or_compile(
     return maps
 
 
-def load_cached(locator: Locator, count: int, *, key: str, cache_dir: Path) -> list[SteerMap] | None:
+def load_cached(
+    locator: Locator, count: int, *, key: str, cache_dir: Path, check_tiling: bool = True
+) -> list[SteerMap] | None:
     """The `count` maps cached for `locator` and `key`, or None (missing, unreadable or corrupt:
-    one log line for the last two)."""
+    one log line for the last two). `check_tiling=False`: see `SteerMap.from_bytes`."""
     path = cache_dir / f"steermap-{cache_key(locator, key)}.bin"
     try:
         data = path.read_bytes()
@@ -240,7 +242,7 @@ def load_cached(locator: Locator, count: int, *, key: str, cache_dir: Path) -> l
         log.warning("cannot read steering map cache %s (%s); compiling", path, exc.strerror or exc)
         return None
     try:
-        maps = _maps_from_bytes(data)
+        maps = _maps_from_bytes(data, check_tiling=check_tiling)
         if len(maps) != count:
             raise ValueError(f"{len(maps)} maps for {count} classifiers")
     except ValueError as exc:
@@ -556,7 +558,7 @@ def _maps_to_bytes(maps: Sequence[SteerMap]) -> bytes:
     return _CONTAINER + struct.pack("<I", len(blobs)) + sizes + b"".join(blobs)
 
 
-def _maps_from_bytes(data: bytes) -> list[SteerMap]:
+def _maps_from_bytes(data: bytes, *, check_tiling: bool = True) -> list[SteerMap]:
     if data[: len(_CONTAINER)] != _CONTAINER or len(data) < len(_CONTAINER) + 4:
         raise ValueError("not a steering map cache file")
     (count,) = struct.unpack_from("<I", data, len(_CONTAINER))
@@ -569,7 +571,7 @@ def _maps_from_bytes(data: bytes) -> list[SteerMap]:
         raise ValueError("steering map cache file sizes do not add up")
     maps = []
     for size in sizes:
-        maps.append(SteerMap.from_bytes(data[offset : offset + size]))
+        maps.append(SteerMap.from_bytes(data[offset : offset + size], check_tiling=check_tiling))
         offset += size
     return maps
 

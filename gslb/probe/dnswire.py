@@ -1,7 +1,8 @@
 """Just enough DNS wire format for the `dns` health check: pack one query, read one reply.
 
-Pure: standard library only. dnslib lives in `gslb/dns` alone, and a health check needs only
-a header, a question and the answer records, so this packs and parses them by hand. Answers
+Pure: standard library and `gslb.zone.codes` only. dnslib lives in `gslb/dns` alone, and a
+health check needs only a header, a question and the answer records, so this packs and parses
+them by hand. Answers
 are rendered as text the way an operator writes `expect_answer`: A and AAAA as addresses,
 CNAME/NS/PTR as absolute names, MX as "preference name", TXT as the joined strings, anything
 else as `\\# <length> <hex>` (RFC 3597).
@@ -14,28 +15,10 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-QTYPES = {
-    "A": 1,
-    "NS": 2,
-    "CNAME": 5,
-    "SOA": 6,
-    "PTR": 12,
-    "MX": 15,
-    "TXT": 16,
-    "AAAA": 28,
-    "SRV": 33,
-    "HTTPS": 65,
-    "CAA": 257,
-    "ANY": 255,
-}
-RCODES = {
-    "NOERROR": 0,
-    "FORMERR": 1,
-    "SERVFAIL": 2,
-    "NXDOMAIN": 3,
-    "NOTIMP": 4,
-    "REFUSED": 5,
-}
+from gslb.zone.codes import TYPES_BY_NAME as QTYPES
+from gslb.zone.codes import Rcode
+
+RCODES = {rcode.name: rcode.value for rcode in Rcode if rcode.value < 16}
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _MAX_POINTERS = 64
