@@ -6,13 +6,24 @@ the file into logical records ourselves (comments, quotes, parentheses, $ORIGIN,
 owners) and encode each supported type's RDATA with a small strict encoder, so that each
 problem names its line (where its record starts) and loading is fast: a 100,000-record zone
 of A/AAAA/TXT/MX/CNAME reads at ~60,000 records/s against ~5,000/s with dnslib's ZoneParser
-(measured on a 2-core dev VM). Names follow `gslb.zone.name` (escapes, label and name
-limits) and owners are kept as keys; names inside RDATA keep their case and are never
-compressed: a record's bytes must be valid wherever they are placed in a message.
+(measured on a 2-core dev VM; the named-checkzone checks below cost ~20 % of that). Names
+follow `gslb.zone.name` (escapes, label and name limits) and owners are kept as keys; names
+inside RDATA keep their case and are never compressed: a record's bytes must be valid
+wherever they are placed in a message.
+
+A file we load, BIND's `named-checkzone -i local -k fail -n fail -m fail -M fail -S fail`
+loads with the same records (tests/integration/test_checkzone_differential.py): host names
+where named's check-names wants them, in-zone NS and MX targets with an address, no NS, MX
+or SRV target that is a CNAME or reads as an address. We are stricter where a file would
+otherwise not mean what it says (TTLs above 2^31 - 1, two TTLs in one RRset, records
+outside the zone, a missing $TTL, text that is not UTF-8) and where gslb serves less
+(delegations, other classes and types, $INCLUDE, $GENERATE); the test lists each case.
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -53,17 +64,26 @@ _IPV4 = re.compile(r"\.".join([r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"]
 _CLASSES = frozenset({"CH", "HS", "CS", "NONE", "ANY"})
 _CLASS_N = re.compile(r"CLASS[0-9]+", re.ASCII)
 # Whole tokens: a quoted string, a run of plain or escaped characters, a parenthesis, the
-# start of a comment; `\S` catches what is left (an unterminated quote, a lone backslash).
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(?:[^\s"();\\]|\\.)+|[()]|;|\S')
+# start of a comment; the last branch catches what is left (an unterminated quote, a lone
+# backslash). Only space and tab separate tokens, as in BIND: a no-break space is an octet
+# of the name it sits in, not a separator.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(?:[^ \t"();\\]|\\.)+|[()]|;|[^ \t]')
 _SPECIAL = re.compile(r'["();\\]')
 # names whose presentation text `to_text` would print as written (no escapes needed)
 _PLAIN_NAME = re.compile(r"[-A-Za-z0-9_*.]+", re.ASCII)
 _LENGTH = [bytes((n,)) for n in range(256)]
+# NUL and the C0 controls other than tab and the line end "\n" (a "\r" before it is gone)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+# RFC 952/1123 host name labels on keys (folded to lower case): BIND's check-names, which
+# named applies to primary zones by default ("check-names primary fail")
+_HOST_LABEL = re.compile(rb"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+_HOST_RULE = "(each label of letters, digits and inner hyphens, RFC 1123)"
+_REVERSE = (b"\x07in-addr\x04arpa\x00", b"\x03ip6\x04arpa\x00")
 
 
 def load_zone_file(path: Path, origin: bytes) -> list[Record]:
     """Parse one master file whose default origin is the name `origin`; every problem at once."""
-    records, _ = _load(path, dnsname.key(origin))
+    records, _ = _load(path, dnsname.key(origin), frozenset())
     return records
 
 
@@ -83,7 +103,7 @@ def load_zones(config: Config) -> Zones:
             problems.append(f"{config.source}: {exc}")
             continue
         try:
-            records, lines = _load(zone_config.file, origin)
+            records, lines = _load(zone_config.file, origin, frozenset(services))
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
@@ -106,30 +126,51 @@ def load_zones(config: Config) -> Zones:
     return Zones(zones)
 
 
-def _load(path: Path, origin: bytes) -> tuple[list[Record], list[int]]:
+def _load(path: Path, origin: bytes, services: frozenset[bytes]) -> tuple[list[Record], list[int]]:
     """Records and the line each came from; raises one ConfigError with every problem."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is not an owner name
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"{path}: cannot read: {exc}"]) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    data = data.removeprefix(codecs.BOM_UTF8)  # a byte order mark is not an owner name
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # BIND takes such octets as they are; we want text, so that names and strings mean
+        # what they show (an editor saving latin-1 is a mistake more often than a choice)
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            str(path),
+            [
+                f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                "write other octets in names and strings as \\DDD escapes"
+            ],
+        ) from None
     problems: list[str] = []
-    records, lines = _parse(text, origin, path, problems)
-    problems.extend(_check_zone(path, origin, records, lines))
+    failed: set[int] = set()  # types of records dropped for a problem: not reported missing too
+    records, lines = _parse(text, origin, path, problems, failed)
+    problems.extend(_check_zone(path, origin, records, lines, failed))
+    if not problems:  # else a record dropped for its problem may be the address a target needs
+        problems.extend(_check_targets(path, origin, records, lines, services))
     if problems:
         raise ConfigError(str(path), problems)
     return records, lines
 
 
-def _parse(text: str, zone: bytes, path: Path, problems: list[str]) -> tuple[list[Record], list[int]]:
+def _parse(
+    text: str, zone: bytes, path: Path, problems: list[str], failed: set[int]
+) -> tuple[list[Record], list[int]]:
     records: list[Record] = []
     lines: list[int] = []
     seen: set[tuple[bytes, int, bytes]] = set()
+    rrset_ttls: dict[tuple[bytes, int], tuple[int, int]] = {}  # (owner, type) -> (TTL, line)
     origin, origin_text = zone, dnsname.to_text(zone)
     origin_inside = True  # the current $ORIGIN lies in the zone
     default_ttl: int | None = None
     owner: bytes | None = None  # key of the last owner; None before the first or after a bad one
     owner_reported = False  # the last owner was bad and said so: its blank-owner followers stay quiet
     for number, tokens, blank_owner in _logical_records(text, path, problems):
+        found = None
         try:
             head = tokens[0]
             if head[0] == "$":
@@ -182,10 +223,14 @@ def _parse(text: str, zone: bytes, path: Path, problems: list[str]) -> tuple[lis
                     f"the generic form \\# (RFC 3597) is not supported; write {upper} data as text"
                 )
             rdata, rtext, target = encoder(tokens[index:], origin, origin_text)
+            if owner is not None and rtype in _CHECKED_OWNERS:
+                _check_names(owner, rtype, rdata, upper)
             if len(rdata) > MAX_RDATA:
                 raise ValueError(f"{upper} data of {len(rdata)} octets (at most {MAX_RDATA})")
         except ValueError as exc:
             problems.append(f"{path}, line {number}: {exc}")
+            if found is not None:
+                failed.add(found[0])
             continue
         if owner is None:  # data under a bad owner: checked above, not kept
             continue
@@ -193,6 +238,13 @@ def _parse(text: str, zone: bytes, path: Path, problems: list[str]) -> tuple[lis
         if ident in seen:  # RFC 2181 section 5: an RRset holds no duplicates
             continue
         seen.add(ident)
+        ttl_line = rrset_ttls.setdefault((owner, rtype), (ttl, number))
+        if ttl_line[0] != ttl:  # BIND warns and takes the first; a mistake either way
+            problems.append(
+                f"{path}, line {number}: TTL {ttl} differs from the TTL {ttl_line[0]} of the same "
+                f"{upper} RRset on line {ttl_line[1]} (RFC 2181 section 5.2: one TTL per RRset)"
+            )
+            continue
         records.append(Record(owner, rtype, ttl, rdata, rtext, target))
         lines.append(number)
     return records, lines
@@ -210,13 +262,26 @@ def _logical_records(text: str, path: Path, problems: list[str]) -> Iterator[tup
     depth = 0
     blank_owner = False
     broken = False
-    for number, line in enumerate(text.splitlines(), 1):
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")  # a lone "\r" is left for the control check
+    checked = _CONTROL.search(text) is not None  # one scan of the whole text; lines only if needed
+    # lines end at "\n" only (str.splitlines() also splits at form feeds and U+2028)
+    for number, line in enumerate(text.split("\n"), 1):
+        control = _CONTROL.search(line) if checked else None
+        if control is not None:
+            problems.append(
+                f"{path}, line {number}: control character U+{ord(control.group()):04X} "
+                "(write it as \\DDD inside a string; is this a text file?)"
+            )
+            if depth == 0:
+                continue
+            broken = True
         if depth == 0:
             start = number
             blank_owner = line[:1] in (" ", "\t")
             tokens = []
             broken = False
-        if _SPECIAL.search(line) is None:
+        if line.isascii() and _SPECIAL.search(line) is None:  # controls are gone: " " and "\t" split
             tokens.extend(line.split())
         else:
             for token in _TOKEN.findall(line):
@@ -264,9 +329,11 @@ def _directive(
             raise ValueError("$TTL takes one TTL")
         value = _ttl(tokens[1])
         if value is None:
-            raise ValueError(f'"{tokens[1]}" is not a TTL')
+            raise ValueError(f'$TTL "{tokens[1]}" is not a TTL (seconds, or units as in 1h30m)')
         return origin, origin_text, value
-    raise ValueError(f"{tokens[0]} is not supported here (use $ORIGIN or $TTL)")
+    if word in ("$INCLUDE", "$GENERATE"):
+        raise ValueError(f"{tokens[0]} is not supported: gslb reads one file per zone, record by record")
+    raise ValueError(f"{tokens[0]} is not a directive (there are $ORIGIN and $TTL)")
 
 
 def _not_a_type(token: str, ttl: int | None) -> str:
@@ -326,12 +393,76 @@ def _wire(token: str, origin: bytes) -> bytes:
     return wire
 
 
-def _name(token: str, origin: bytes, origin_text: str, what: str) -> tuple[bytes, str]:
-    """A name inside RDATA: its wire form and its absolute presentation text."""
+def _is_host(key: bytes, *, wildcard: bool = False) -> bool:
+    """An RFC 952/1123 host name (BIND's dns_name_ishostname); the root counts as one."""
+    length = key[0]
+    if length == 0:
+        return True
+    first = key[1 : 1 + length]
+    if wildcard and first == b"*":
+        return _is_host_parent(key[2:])
+    if not (first.isalnum() or _HOST_LABEL.fullmatch(first)):  # isalnum(): ASCII, the common case
+        return False
+    return _is_host_parent(key[1 + length :])
+
+
+# owners share their parents (most often the origin): checking one label per name is enough
+_is_host_parent = functools.lru_cache(maxsize=4096)(_is_host)
+
+
+def _is_mailbox(key: bytes) -> bool:
+    """An SOA mailbox (BIND's dns_name_ismailbox): any printable first label, then a host."""
+    parts = dnsname.labels(key)
+    if not parts:
+        return True
+    first = parts[0]
+    return all(0x20 < octet < 0x7F for octet in first) and _is_host(key[len(first) + 1 :])
+
+
+# A, AAAA and MX owners must be host names (BIND's checkowner; a wildcard label may lead)
+_HOST_OWNERS = frozenset({TYPE_A, TYPE_AAAA, TYPE_MX})
+_CHECKED_OWNERS = _HOST_OWNERS | {TYPE_PTR}
+
+
+def _check_names(owner: bytes, rtype: int, rdata: bytes, upper: str) -> None:
+    """BIND's check-names on the owner, and on a PTR target in a reverse zone."""
+    if rtype in _HOST_OWNERS and not _is_host(owner, wildcard=True):
+        raise ValueError(f"{dnsname.to_text(owner)} cannot own {upper} records: not a host name {_HOST_RULE}")
+    reverse = rtype == TYPE_PTR and any(dnsname.is_within(owner, zone) for zone in _REVERSE)
+    if reverse and not _is_host(dnsname.key(rdata)):
+        raise ValueError(
+            f"PTR target name {dnsname.to_text(rdata)} in a reverse zone is not a host name {_HOST_RULE}"
+        )
+
+
+def _looks_like_address(token: str) -> bool:
+    """NS 192.0.2.1 is a name under the origin, but certainly a mistake (named -n/-m fail)."""
+    text = token.removesuffix(".")
+    if text[-1:].isdigit() and _IPV4.fullmatch(text):
+        return True
+    if ":" not in text:
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _name(
+    token: str, origin: bytes, origin_text: str, what: str, *, host: bool = False, server: bool = False
+) -> tuple[bytes, str]:
+    """A name inside RDATA: its wire form and its absolute presentation text. `host` asks for
+    a host name (BIND's check-names on NS, MX, SRV targets and the SOA's server); `server`
+    refuses what reads as an address (named-checkzone -n fail and -m fail on NS and MX)."""
+    if server and _looks_like_address(token):
+        raise ValueError(f'{what} "{token}" is an address; write the host name of the server')
     try:
         wire = _wire(token, origin)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+    if host and not _is_host(dnsname.key(wire)):
+        raise ValueError(f"{what} {dnsname.to_text(wire)} is not a host name {_HOST_RULE}")
     if _PLAIN_NAME.fullmatch(token) is not None:  # valid (see above), so only dots between labels
         if token.endswith("."):
             return wire, token
@@ -381,14 +512,14 @@ def _unescape(body: str, what: str) -> bytes:
         digits = raw[index + 1 : index + 4]
         if digits[:1].isdigit():
             if len(digits) < 3 or not digits.isdigit() or int(digits) > 255:
-                raise ValueError(f"{what}: \\DDD needs three digits up to 255 in {body!r}")
+                raise ValueError(f'{what}: \\DDD needs three digits up to 255 in "{body}"')
             out.append(int(digits))
             index += 4
         elif index + 1 < len(raw):
             out.append(raw[index + 1])
             index += 2
         else:
-            raise ValueError(f"{what}: a trailing backslash escapes nothing in {body!r}")
+            raise ValueError(f'{what}: a trailing backslash escapes nothing in "{body}"')
     return bytes(out)
 
 
@@ -441,11 +572,11 @@ def _aaaa(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     return packed, data[0], None  # as written: str(IPv6Address) would double the cost
 
 
-def _single_name(rtype: str, what: str, targeted: bool) -> _Encoder:
+def _single_name(rtype: str, what: str, targeted: bool, *, server: bool = False) -> _Encoder:
     def encode(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
         if len(data) != 1:
             _fields(rtype, data, (what,))
-        wire, text = _name(data[0], origin, origin_text, f"{rtype} {what}")
+        wire, text = _name(data[0], origin, origin_text, f"{rtype} {what}", host=server, server=server)
         return wire, text, dnsname.key(wire) if targeted else None
 
     return encode
@@ -455,7 +586,7 @@ def _mx(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     if len(data) != 2:
         _fields("MX", data, ("preference", "exchange name"))
     preference = _uint(data[0], 16, "MX preference")
-    wire, text = _name(data[1], origin, origin_text, "MX exchange name")
+    wire, text = _name(data[1], origin, origin_text, "MX exchange name", host=True, server=True)
     return preference.to_bytes(2, "big") + wire, f"{preference} {text}", dnsname.key(wire)
 
 
@@ -465,7 +596,7 @@ def _srv(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     priority = _uint(data[0], 16, "SRV priority")
     weight = _uint(data[1], 16, "SRV weight")
     port = _uint(data[2], 16, "SRV port")
-    wire, text = _name(data[3], origin, origin_text, "SRV target name")
+    wire, text = _name(data[3], origin, origin_text, "SRV target name", host=True)
     rdata = priority.to_bytes(2, "big") + weight.to_bytes(2, "big") + port.to_bytes(2, "big") + wire
     return rdata, f"{priority} {weight} {port} {text}", dnsname.key(wire)
 
@@ -476,8 +607,13 @@ _SOA_FIELDS = ("primary name server", "mailbox", "serial", "refresh", "retry", "
 def _soa(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     if len(data) != 7:
         _fields("SOA", data, _SOA_FIELDS)
-    mname, mtext = _name(data[0], origin, origin_text, "SOA primary name server")
+    mname, mtext = _name(data[0], origin, origin_text, "SOA primary name server", host=True)
     rname, rtext = _name(data[1], origin, origin_text, "SOA mailbox")
+    if not _is_mailbox(dnsname.key(rname)):
+        raise ValueError(
+            f"SOA mailbox {rtext} is not a mailbox name: a first label of printable characters, "
+            f"then a host name {_HOST_RULE}"
+        )
     serial = _uint(data[2], 32, "SOA serial")
     timers = []
     for token, what in zip(data[3:], _SOA_FIELDS[3:], strict=True):
@@ -523,12 +659,20 @@ def _caa(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     return rdata, f"{flags} {tag} {value_text}", None
 
 
+_SSHFP_SIZES = {1: (20, "SHA-1"), 2: (32, "SHA-256")}  # RFC 4255, RFC 6594
+
+
 def _sshfp(data: list[str], origin: bytes, origin_text: str) -> _Encoded:
     if len(data) < 2:
         _fields("SSHFP", data, ("algorithm", "fingerprint type", "fingerprint"))
     algorithm = _uint(data[0], 8, "SSHFP algorithm")
     kind = _uint(data[1], 8, "SSHFP fingerprint type")
     fingerprint = _hex(data[2:], "SSHFP", "fingerprint")
+    size = _SSHFP_SIZES.get(kind)
+    if size is not None and len(fingerprint) != size[0]:
+        raise ValueError(
+            f"SSHFP fingerprint of {len(fingerprint)} octets for type {kind} ({size[1]} is {size[0]} octets)"
+        )
     return bytes((algorithm, kind)) + fingerprint, f"{algorithm} {kind} {fingerprint.hex()}", None
 
 
@@ -550,7 +694,7 @@ _ENCODERS: dict[str, tuple[int, _Encoder]] = {
     "CNAME": (TYPE_CNAME, _single_name("CNAME", "target name", targeted=True)),
     "HINFO": (TYPE_HINFO, _hinfo),
     "MX": (TYPE_MX, _mx),
-    "NS": (TYPE_NS, _single_name("NS", "name server", targeted=True)),
+    "NS": (TYPE_NS, _single_name("NS", "name server", targeted=True, server=True)),
     "PTR": (TYPE_PTR, _single_name("PTR", "target name", targeted=False)),
     "SOA": (TYPE_SOA, _soa),
     "SRV": (TYPE_SRV, _srv),
@@ -560,7 +704,9 @@ _ENCODERS: dict[str, tuple[int, _Encoder]] = {
 }
 
 
-def _check_zone(path: Path, origin: bytes, records: list[Record], lines: list[int]) -> list[str]:
+def _check_zone(
+    path: Path, origin: bytes, records: list[Record], lines: list[int], failed: set[int]
+) -> list[str]:
     """Whole-zone rules: one SOA and NS at the apex, no SOA or delegation below, CNAME alone."""
     problems = []
     apex = dnsname.to_text(origin)
@@ -583,23 +729,84 @@ def _check_zone(path: Path, origin: bytes, records: list[Record], lines: list[in
                     f"{path}, line {line}: NS at {record.owner_text}: "
                     "delegations below the apex are not supported"
                 )
-    if not apex_soas:
+    if not apex_soas and TYPE_SOA not in failed:
         problems.append(f"{path}: the zone {apex} needs exactly one SOA at its apex (there is none)")
     for line in apex_soas[1:]:
         problems.append(f"{path}, line {line}: the zone {apex} needs exactly one SOA at its apex (a second)")
-    if not apex_ns:
+    if not apex_ns and TYPE_NS not in failed:
         problems.append(f"{path}: the zone {apex} needs NS records at its apex")
     if cnames:
-        shared = {r.owner for r in records if r.rtype != TYPE_CNAME and r.owner in cnames}
+        shared: dict[bytes, int] = {}  # owner with a CNAME -> line of its first other record
+        for record, line in zip(records, lines, strict=True):
+            if record.rtype != TYPE_CNAME and record.owner in cnames:
+                shared.setdefault(record.owner, line)
         for owner, cname_lines in cnames.items():
             if owner in shared:
                 problems.append(
                     f"{path}, line {cname_lines[0]}: {dnsname.to_text(owner)} has a CNAME and other data "
-                    "(RFC 1034 section 3.6.2)"
+                    f"(line {shared[owner]}; RFC 1034 section 3.6.2)"
                 )
             if len(cname_lines) > 1:
                 problems.append(
                     f"{path}, line {cname_lines[1]}: {dnsname.to_text(owner)} has more than one CNAME "
                     "(RFC 2181 section 10.1)"
                 )
+    return problems
+
+
+_TARGET_FIELDS = {TYPE_NS: "NS name server", TYPE_MX: "MX exchange name", TYPE_SRV: "SRV target name"}
+
+
+def _check_targets(
+    path: Path, origin: bytes, records: list[Record], lines: list[int], services: frozenset[bytes]
+) -> list[str]:
+    """In-zone targets, as named-checkzone -i local -M fail -S fail -m fail -n fail has them:
+    an NS, MX or SRV target is no CNAME (RFC 2181 section 10.3); an apex NS or an MX target has
+    an address (resolvers could not reach it; an SRV target without one is only unusual).
+    Services answer A and AAAA queries: they count as addressed."""
+    addressed = set(services)
+    cnames: set[bytes] = set()
+    for record in records:
+        if record.rtype in (TYPE_A, TYPE_AAAA):
+            addressed.add(record.owner)
+        elif record.rtype == TYPE_CNAME:
+            cnames.add(record.owner)
+    nodes: set[bytes] = set()  # owners and the empty non-terminals above them, when needed
+
+    def answering(name: bytes) -> bytes | None:
+        """The owner whose records answer for `name`: itself, or the wildcard child of its
+        closest encloser (RFC 4592), or None."""
+        if name in addressed or name in cnames:
+            return name
+        if not nodes:
+            nodes.add(origin)
+            for owner in {*(r.owner for r in records), *services}:  # all in the zone by now
+                node = owner
+                while node not in nodes and len(node) > len(origin):
+                    nodes.add(node)
+                    node = dnsname.parent(node)
+        if name in nodes:
+            return name
+        while name != origin:
+            name = dnsname.parent(name)
+            if name in nodes:
+                wildcard = b"\x01*" + name
+                return wildcard if wildcard in nodes else None
+        return None
+
+    problems = []
+    for record, line in zip(records, lines, strict=True):
+        target = record.target
+        if record.rtype == TYPE_CNAME or target is None or not dnsname.is_within(target, origin):
+            continue
+        if target == b"\x00" or (record.rtype == TYPE_NS and record.owner != origin):
+            continue  # the null MX/SRV "."; delegations are refused above
+        field = f"{_TARGET_FIELDS[record.rtype]} {dnsname.to_text(target)}"
+        answer = answering(target)
+        if answer in cnames:
+            problems.append(
+                f"{path}, line {line}: {field} is a CNAME (RFC 2181 section 10.3: name the host itself)"
+            )
+        elif record.rtype != TYPE_SRV and answer not in addressed:
+            problems.append(f"{path}, line {line}: {field} is in the zone but has no A or AAAA record")
     return problems

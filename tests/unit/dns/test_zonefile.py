@@ -68,7 +68,7 @@ FIXTURE_PROBLEMS = [
     (
         "cname-and-other-data",
         6,
-        "alias.gslb.example.com. has a CNAME and other data (RFC 1034 section 3.6.2)",
+        "alias.gslb.example.com. has a CNAME and other data (line 7; RFC 1034 section 3.6.2)",
     ),
     ("two-cnames", 7, "alias.gslb.example.com. has more than one CNAME (RFC 2181 section 10.1)"),
     ("ns-below-apex", 6, "NS at sub.gslb.example.com.: delegations below the apex are not supported"),
@@ -105,11 +105,18 @@ def test_every_problem_is_reported_at_once() -> None:
     assert lines == [f"{path}, line {n}" for n in (6, 7, 8, 12, 10)]
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_text_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.zone"
     path.write_bytes(HEAD.encode() + b'x IN TXT "caf\xe9"\n')
-    (problem,) = problems_of(path)
-    assert problem.startswith(f"{path}: cannot read: ")
+    assert problems_of(path) == (
+        f"{path}, line 6: not UTF-8 text (byte 0xe9); write other octets in names and strings as "
+        "\\DDD escapes",
+    )
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.zone"
+    assert problems_of(path) == (f"{path}: cannot read: No such file or directory",)
 
 
 # RDATA: each encoder is strict and says which field is wrong.
@@ -137,8 +144,8 @@ RDATA_PROBLEMS = [
     ("SOA ns1", "SOA data is missing its mailbox, serial, refresh, retry, expire and minimum"),
     ("TXT", "TXT data is missing its text (at least one string)"),
     (f'TXT "{"x" * 256}"', f'TXT string of 256 octets (at most 255): "{"x" * 39}...'),
-    ('TXT "\\256"', "TXT string: \\DDD needs three digits up to 255 in '\\\\256'"),
-    ('TXT "\\25"', "TXT string: \\DDD needs three digits up to 255 in '\\\\25'"),
+    ('TXT "\\256"', 'TXT string: \\DDD needs three digits up to 255 in "\\256"'),
+    ('TXT "\\25"', 'TXT string: \\DDD needs three digits up to 255 in "\\25"'),
     ('HINFO "x86"', "HINFO data is missing its OS"),
     ("HINFO a b c", "unexpected 'c' after the HINFO data"),
     ('CAA 0 is-sue "ca.test"', 'CAA tag "is-sue" is not 1 to 255 ASCII letters and digits'),
@@ -183,8 +190,8 @@ def test_escaped_dot_makes_one_label(tmp_path: Path) -> None:
     path = tmp_path / "escapes.zone"
     path.write_text(
         HEAD
-        + "a\\.b      IN A   192.0.2.10\n"
-        + "x\\.y      IN A   192.0.2.11\n"
+        + "a\\.b      IN TXT 192.0.2.10\n"
+        + "x\\.y      IN TXT 192.0.2.11\n"
         + '\\065bc    IN TXT "escaped \\"quote\\" \\\\ and \\010"\n'
         + "alias     IN CNAME x\\.y\n"
     )
@@ -193,7 +200,7 @@ def test_escaped_dot_makes_one_label(tmp_path: Path) -> None:
     assert b"\x03a.b" + ORIGIN in owners
     assert labels(k("a\\.b.gslb.example.com.")) == (b"a.b", b"gslb", b"example", b"com")
     assert k("abc.gslb.example.com.") in owners  # \065 is "A", folded to the key
-    (txt,) = [r for r in records if r.rtype == TYPE_TXT]
+    (txt,) = [r for r in records if r.rtype == TYPE_TXT and r.owner == k("abc.gslb.example.com.")]
     text = b'escaped "quote" \\ and \n'
     assert txt.rdata == bytes((len(text),)) + text
     assert txt.text == '"escaped \\"quote\\" \\\\ and \\010"'
@@ -201,13 +208,13 @@ def test_escaped_dot_makes_one_label(tmp_path: Path) -> None:
     assert alias.target == b"\x03x.y" + ORIGIN
     assert alias.text == "x\\.y.gslb.example.com."
     zones = Zones([build_zone(ORIGIN, records)])
-    assert [r.text for r in zones.lookup(k("x\\.y.gslb.example.com."), TYPE_A).answers] == ["192.0.2.11"]
-    assert [r.text for r in zones.lookup(k("alias.gslb.example.com."), TYPE_A).answers] == [
+    assert [r.text for r in zones.lookup(k("x\\.y.gslb.example.com."), TYPE_TXT).answers] == ['"192.0.2.11"']
+    assert [r.text for r in zones.lookup(k("alias.gslb.example.com."), TYPE_TXT).answers] == [
         "x\\.y.gslb.example.com.",
-        "192.0.2.11",
+        '"192.0.2.11"',
     ]
     # "x\.y" is one label: it does not make "y" exist
-    assert zones.lookup(k("y.gslb.example.com."), TYPE_A).outcome is Outcome.NXDOMAIN
+    assert zones.lookup(k("y.gslb.example.com."), TYPE_TXT).outcome is Outcome.NXDOMAIN
     assert zones.lookup(k("b.gslb.example.com."), TYPE_A).outcome is Outcome.NXDOMAIN
 
 
@@ -261,7 +268,7 @@ host IN  HINFO "INTEL" "Linux 6"
 _443._tcp.www IN TLSA 3 1 1 2bb5f7cbb1a9d1cf0d1d2e8d43f53a76aa6b2ed4d9e8ffc0c4f0a6a2b8d3c1e0
 alias IN CNAME www
 ext   IN CNAME docs.example.net.
-a\.b  IN A     192.0.2.10
+a\.b  IN TXT   "an escaped dot (a host name could not have it)"
 sp\032ace IN PTR x\.y.example.org.
 $ORIGIN 2.0.192.in-addr.arpa.gslb.example.com.
 10    IN PTR static.gslb.example.com.
@@ -376,3 +383,35 @@ def test_services_are_keyed_by_name() -> None:
     zones = load_zones(load(EXAMPLE_CONFIG))
     (zone,) = zones.all()
     assert set(zone.services) == {k("www.gslb.example.com.")}
+
+
+def test_a_service_counts_as_an_address_for_targets(tmp_path: Path) -> None:
+    """An MX to a service: the zone file has no A record for it, the service answers A."""
+    config = load(EXAMPLE_CONFIG)
+    path = tmp_path / "example.zone"
+    path.write_text(EXAMPLE_ZONE.read_text() + "mx2 IN MX 10 www\n")
+    broken = dataclasses.replace(config, zones=(dataclasses.replace(config.zones[0], file=path),))
+    assert load_zones(broken)
+    line = len(path.read_text().splitlines())
+    assert problems_of(path) == (
+        f"{path}, line {line}: MX exchange name www.gslb.example.com. is in the zone but has no A or AAAA "
+        "record",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (HEAD + "x IN TXT a\x0cb\n", 6, "control character U+000C"),
+        (HEAD + "x IN TXT (a\n b\x00 )\n", 7, "control character U+0000"),
+        (HEAD.replace("\n", "\r\n") + "x IN TXT a\rb\n", 6, "control character U+000D"),
+    ],
+    ids=["form-feed", "nul-inside-parentheses", "lone-carriage-return"],
+)
+def test_control_characters_are_refused_on_their_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = tmp_path / "control.zone"
+    path.write_bytes(text.encode())
+    problems = problems_of(path)
+    assert problems[0].startswith(f"{path}, line {line}: {message}"), problems

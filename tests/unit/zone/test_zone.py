@@ -127,7 +127,7 @@ def test_zone_file_problems_name_file_and_line() -> None:
     problems = "\n".join(info.value.problems)
     assert 'broken.zone, line 6: A data "300.1.1.1" is not an IPv4 address' in problems
     assert "broken.zone, line 7: record type AAA is not supported" in problems
-    assert "broken.zone, line 8: $INCLUDE is not supported here" in problems
+    assert "broken.zone, line 8: $INCLUDE is not supported" in problems
     assert "broken.zone, line 10: cname.broken.test. has a CNAME and other data" in problems
     assert (
         "broken.zone, line 12: NS at sub.broken.test.: delegations below the apex are not supported"
