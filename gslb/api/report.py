@@ -6,6 +6,10 @@ route handler passes the live values in. One word per concept: a datacenter's `s
 for some service, but some endpoint is degraded, down or drained, or it is not eligible for
 every service), `down` (eligible for none of its services) or `drained` (a region or
 datacenter drain holds it out).
+
+Staleness is loud here: every prober says whether it is stale and since when, and `hold` says
+whether the last verdicts hold because no prober is fresh (since when, whose verdicts, which
+endpoints they keep out of answers, and whether `prober.hold_stale_s` has released them).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from gslb.api.audit import iso, split_who
 from gslb.config.model import Config
-from gslb.health.quorum import tally
+from gslb.health.quorum import Staleness, staleness, tally
 from gslb.health.snapshot import Snapshot
 from gslb.health.tracker import EndpointState
 from gslb.health.view import Drain, DrainKind, Health, HealthView
@@ -74,6 +78,20 @@ def prober_json(prober_id: str, state: EndpointState, *, now: float) -> dict[str
         "fail_streak": state.fail_streak,
         "changed_at": iso(state.changed_at) if state.changed_at else None,
         "detail": state.detail,
+    }
+
+
+def hold_json(picture: Staleness, *, read_at: float, hold_stale_s: float | None) -> dict[str, Any]:
+    """`hold` in `GET /v1/state`: are the last verdicts held because no prober is fresh?"""
+    hold = picture.hold
+    return {
+        "holding": hold is not None and not hold.released,
+        "since": None if hold is None else iso(hold.since),
+        "age_s": None if hold is None else round(max(0.0, read_at - hold.since), 3),
+        "probers": [] if hold is None else list(hold.probers),
+        "endpoints": {} if hold is None else {e: h.value for e, h in sorted(hold.endpoints.items())},
+        "released": hold is not None and hold.released,
+        "hold_stale_s": hold_stale_s,
     }
 
 
@@ -173,9 +191,14 @@ def build_state(
             }
         )
     stale_after_s = config.prober.stale_after_s
+    quorum, hold_stale_s = config.prober.quorum, config.prober.hold_stale_s
+    picture = staleness(snapshot, stale_after_s=stale_after_s, quorum=quorum, hold_stale_s=hold_stale_s)
+    held = picture.held
     endpoints = []
     for endpoint in config.endpoints():
-        vote = tally(snapshot, endpoint.id, stale_after_s=stale_after_s, quorum=config.prober.quorum)
+        vote = tally(
+            snapshot, endpoint.id, stale_after_s=stale_after_s, quorum=quorum, hold_stale_s=hold_stale_s
+        )
         drain = view.drain_for(
             region=config.datacenters[endpoint.datacenter].region,
             datacenter=endpoint.datacenter,
@@ -200,8 +223,10 @@ def build_state(
                 "health": view.health(endpoint.id).value,
                 "drained": drain is not None,
                 "drain": drain_json(drain) if drain else None,
+                "held": endpoint.id in held,
                 "quorum": vote.quorum,
                 "votes": {p: h.value for p, h in vote.votes.items()},
+                "votes_held": vote.held,
                 "probers": list(per_prober),
             }
         )
@@ -210,7 +235,8 @@ def build_state(
             "id": report.prober_id,
             "heartbeat_at": iso(report.heartbeat_at),
             "heartbeat_age_s": round(max(0.0, snapshot.read_at - report.heartbeat_at), 3),
-            "stale": report.prober_id in sync.stale_probers,
+            "stale": report.prober_id in picture.stale_since,
+            "stale_since": iso(picture.stale_since.get(report.prober_id)),
         }
         for report in sorted(snapshot.probers.values(), key=lambda r: r.prober_id)
     ]
@@ -228,7 +254,8 @@ def build_state(
             "details": sync.details,
         },
         "probers": probers,
-        "stale_probers": list(sync.stale_probers),
+        "stale_probers": sorted(picture.stale_since),
+        "hold": hold_json(picture, read_at=snapshot.read_at, hold_stale_s=hold_stale_s),
         "regions": regions,
         "datacenters": datacenters,
         "services": services,

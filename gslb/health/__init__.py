@@ -4,7 +4,7 @@ Pure package: standard library and `gslb.config.model` only. No I/O happens here
 state store (`gslb.state`) and the prober (`gslb.probe`) feed it values.
 """
 
-from gslb.health.quorum import Tally, combine, decide, quorum_size, tally
+from gslb.health.quorum import Hold, Staleness, Tally, combine, decide, quorum_size, staleness, tally, voters
 from gslb.health.snapshot import ProberReport, Snapshot
 from gslb.health.tracker import EndpointState, Verdict, apply, next_state
 from gslb.health.view import Drain, DrainKind, Health, HealthView
@@ -15,8 +15,10 @@ __all__ = [
     "EndpointState",
     "Health",
     "HealthView",
+    "Hold",
     "ProberReport",
     "Snapshot",
+    "Staleness",
     "Tally",
     "Verdict",
     "apply",
@@ -24,5 +26,7 @@ __all__ = [
     "decide",
     "next_state",
     "quorum_size",
+    "staleness",
     "tally",
+    "voters",
 ]

@@ -2,7 +2,8 @@
 
 Pure layer: standard library and `gslb.config.model` only. A background task builds a new
 `HealthView` and swaps it in with one assignment; the query path never waits for it.
-Unknown endpoints count as up: missing or stale data never takes anything out of answers.
+Unknown endpoints count as up: missing data never takes anything out of answers (and stale
+data only holds what it last said, see `gslb.health.quorum`).
 """
 
 from __future__ import annotations

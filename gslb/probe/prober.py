@@ -10,7 +10,9 @@ contract, never redis) and `gslb.probe.checks`. `Prober` is an async context man
 - every result goes through `gslb.health.tracker.next_state`; changed states are written in
   one batch per heartbeat interval with the heartbeat, and at once (coalesced for
   `MIN_WRITE_GAP_S`) when some endpoint's health changed, so responders hear of it quickly;
-- when the store is unreachable the states are kept and written when it is back.
+- when the store is unreachable (`StateError`, or a timeout) the states are kept and written
+  when it is back; any other exception from a write is a bug: its traceback is logged once
+  (until a write works again), the states are kept the same way and the loop goes on.
 
 One line is logged per endpoint health change (and per store lost/back), never per check.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 
 from gslb.config.model import Check, Config, IPAddress
+from gslb.errors import StateError
 from gslb.health.tracker import EndpointState, next_state
 from gslb.health.view import Health
 from gslb.lifecycle import cancel_all
@@ -122,6 +125,7 @@ class Prober:
         self._flush_now = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._store_ok: bool | None = None
+        self._write_bug = False  # the last write failed with something other than StateError
         self._erroring: set[Target] = set()
         self._tasks: list[asyncio.Task[None]] = []
         # counters
@@ -198,23 +202,33 @@ class Prober:
                         changed=changed,
                         replace=replace,
                     )
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self._write_failures += 1
-                for endpoint_id, state in states.items():
-                    self._dirty.setdefault(endpoint_id, state)  # newer results stay newer
-                self._changed |= changed
-                # The store may come back empty (a restarted Redis): resend everything then.
-                self._replace_pending = True
-                self._changed = True
+            except (StateError, TimeoutError) as e:
+                self._keep_for_retry(states)
                 if self._store_ok is not False:
-                    log.warning("prober %s cannot write to the state store: %s", self.prober_id, e)
+                    log.warning(
+                        "prober %s cannot write to the state store: %s", self.prober_id, e or type(e).__name__
+                    )
                 self._store_ok = False
+                return False
+            except Exception:
+                # Not an outage but a bug: its traceback once, not per write; keep probing.
+                self._keep_for_retry(states)
+                if not self._write_bug:
+                    log.exception(
+                        "prober %s: unexpected error writing to the state store "
+                        "(a bug; logged once until a write works)",
+                        self.prober_id,
+                    )
+                self._write_bug = True
                 return False
             if self._store_ok is False:
                 log.warning("prober %s writes to the state store again", self.prober_id)
+            if self._write_bug:
+                log.warning(
+                    "prober %s writes to the state store again after an unexpected error", self.prober_id
+                )
             self._store_ok = True
+            self._write_bug = False
             if replace:
                 self._replace_pending = False
                 self._last_full_write = monotonic
@@ -231,15 +245,27 @@ class Prober:
             self._last_write_at = self._now()
             return True
 
+    def _keep_for_retry(self, states: Mapping[str, EndpointState]) -> None:
+        """A write failed: keep its states for the next one, which rewrites everything."""
+        self._write_failures += 1
+        for endpoint_id, state in states.items():
+            self._dirty.setdefault(endpoint_id, state)  # newer results stay newer
+        # The store may come back empty (a restarted Redis): resend everything then.
+        self._replace_pending = True
+        self._changed = True
+
     async def _resume_states(self) -> None:
         """Start from what this prober wrote before a restart, so hysteresis carries over."""
         try:
             async with asyncio.timeout(self._write_timeout_s):
                 stored = await self._store.read_states(self.prober_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning("prober %s starts without its previous states: %s", self.prober_id, e)
+        except (StateError, TimeoutError) as e:
+            log.warning(
+                "prober %s starts without its previous states: %s", self.prober_id, e or type(e).__name__
+            )
+            return
+        except Exception:
+            log.exception("prober %s starts without its previous states (unexpected error)", self.prober_id)
             return
         resumed = {eid: state for eid, state in stored.items() if eid in self._states}
         self._states.update(resumed)

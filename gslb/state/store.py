@@ -3,6 +3,8 @@
 Adapter layer: standard library, `gslb.health`, `gslb.config.model` and `gslb.state` only;
 redis is imported only when a Redis URL is configured (`gslb.state.redis_store`).
 
+Failures of the store itself come out as `gslb.errors.StateError`, whatever the backend.
+
 Every write that changes what responders must answer (a prober's health changing, a drain
 added or removed, a prober appearing or removed) bumps the store version atomically with the
 data and then publishes a hint. Writes that only refresh counters, EWMAs and heartbeats do not
@@ -37,7 +39,11 @@ class Subscription(Protocol):
 
 
 class Store(Protocol):
-    """What probers, the api and responders need from shared state (async, never cached)."""
+    """What probers, the api and responders need from shared state (async, never cached).
+
+    A store that cannot be reached or read raises `gslb.errors.StateError` (callers also
+    bound every call with a timeout); any other exception is a bug and is treated as one.
+    """
 
     async def write_states(
         self,

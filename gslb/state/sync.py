@@ -15,7 +15,13 @@ After each pass the view is recomputed; when it differs from the current one a n
 `on_change` is called. When the store is unreachable the last view stays in force (prober
 freshness is judged at the last successful read, so nobody looks stale just because we
 cannot see them), drains still expire on time, and one line is logged when the store is
-lost and one when it is back. Nothing here raises into the caller.
+lost and one when it is back. When no prober is fresh the last verdicts hold
+(`gslb.health.quorum`); `staleness` says which probers are stale since when and what is
+held, and one line is logged per change of that picture, never per poll.
+
+The store's own failures arrive as `StateError` (or a timeout) and mean "unreachable";
+anything else is a bug: its traceback is logged once, the last view stays in force and the
+loop goes on (one more line when it works again). Nothing here raises into the caller.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
 from gslb.config.model import Config
-from gslb.health.quorum import combine
+from gslb.errors import StateError
+from gslb.health.quorum import Staleness, combine, staleness
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import Health, HealthView
 from gslb.lifecycle import cancel_all
@@ -42,6 +49,8 @@ log = logging.getLogger(__name__)
 
 RESUBSCRIBE_MIN_S = 0.1
 RESUBSCRIBE_MAX_S = 2.0
+LOG_ENDPOINTS = 20
+"""A staleness log line names at most this many held endpoints (the api lists them all)."""
 
 
 class HealthSync:
@@ -59,6 +68,7 @@ class HealthSync:
         *,
         stale_after_s: float = 5.0,
         quorum: int | None = None,
+        hold_stale_s: float | None = None,
         poll_interval_s: float = 1.0,
         timeout_s: float = 2.0,
         snapshot_path: Path | None = None,
@@ -68,6 +78,7 @@ class HealthSync:
         self._store = store
         self._stale_after_s = stale_after_s
         self._quorum = quorum
+        self._hold_stale_s = hold_stale_s
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._snapshot_path = snapshot_path
@@ -81,8 +92,10 @@ class HealthSync:
         self.syncs = 0  # full snapshot reads
         self.polls = 0  # successful polls
         self.errors = 0  # failed store calls
+        self.bugs = 0  # unexpected exceptions (each episode's first traceback is logged)
+        self.staleness = Staleness(stale_since=MappingProxyType({}))
         self._generation = 0
-        self._stale: tuple[str, ...] = ()
+        self._failing: set[str] = set()  # what keeps raising unexpectedly (logged once per episode)
         self._force_full = True
         self._lost_at: float | None = None
         self._wake = asyncio.Event()
@@ -104,6 +117,7 @@ class HealthSync:
             store,
             stale_after_s=config.prober.stale_after_s,
             quorum=config.prober.quorum,
+            hold_stale_s=config.prober.hold_stale_s,
             poll_interval_s=config.state.poll_interval_s,
             timeout_s=max(1.0, config.state.redis_timeout_s * 4),
             snapshot_path=config.state.snapshot_path,
@@ -118,8 +132,8 @@ class HealthSync:
 
     @property
     def stale_probers(self) -> tuple[str, ...]:
-        """Probers left out of the vote because their heartbeat is too old."""
-        return self._stale
+        """Probers whose heartbeat is too old: left out of the vote unless their verdicts hold."""
+        return tuple(sorted(self.staleness.stale_since))
 
     async def __aenter__(self) -> HealthSync:
         if self._snapshot_path is not None:
@@ -150,7 +164,7 @@ class HealthSync:
         await cancel_all(self._tasks)
         self._tasks = []
         if self._saving is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # _write_files has logged whatever it hit
                 await self._saving
 
     def wake(self, *, full: bool = False) -> None:
@@ -181,9 +195,7 @@ class HealthSync:
                         for prober_id, report in self.snapshot.probers.items()
                     }
                     snapshot = replace(self.snapshot, read_at=now, probers=MappingProxyType(probers))
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except (StateError, TimeoutError) as e:
             self.errors += 1
             if full:
                 self._force_full = True
@@ -191,12 +203,22 @@ class HealthSync:
                 self._lost_at = now
                 log.warning(
                     "state store unreachable (%s); answering from the last view (store version %d)",
-                    e,
+                    e or type(e).__name__,
                     self.snapshot.version,
                 )
             self.connected = False
             self._recompute(now)
             return False
+        except Exception:
+            # Not the store being away: a bug (ours or the store adapter's). Say so once, with
+            # the traceback, and keep answering from the last view.
+            self.errors += 1
+            if full:
+                self._force_full = True
+            self._bug("reading the state store")
+            self._recompute(now)
+            return False
+        self._fixed("reading the state store")
         if not self.connected and self._lost_at is not None:
             log.warning(
                 "state store reachable again after %.1f s; store version %d",
@@ -222,15 +244,21 @@ class HealthSync:
             stale_after_s=self._stale_after_s,
             quorum=self._quorum,
             version=self._generation,
+            hold_stale_s=self._hold_stale_s,
         )
-        stale = self.snapshot.stale_probers(self._stale_after_s)
-        if stale != self._stale:
-            for prober_id in sorted(set(stale) - set(self._stale)):
-                log.warning("prober %s is stale; leaving it out of the vote", prober_id)
-            for prober_id in sorted(set(self._stale) - set(stale)):
-                if prober_id in self.snapshot.probers:
-                    log.info("prober %s is fresh again", prober_id)
-            self._stale = stale
+        picture = staleness(
+            self.snapshot,
+            stale_after_s=self._stale_after_s,
+            quorum=self._quorum,
+            hold_stale_s=self._hold_stale_s,
+        )
+        if picture != self.staleness:
+            line = staleness_change(
+                self.staleness, picture, known=set(self.snapshot.probers), hold_stale_s=self._hold_stale_s
+            )
+            if line is not None:
+                log.log(line[0], "%s", line[1])
+            self.staleness = picture
         old = self.current
         if view.endpoints == old.endpoints and view.drains == old.drains:
             return False
@@ -254,6 +282,18 @@ class HealthSync:
                 log.exception("health on_change callback failed")
         return True
 
+    def _bug(self, what: str) -> None:
+        """An unexpected exception while `what`: its traceback once per episode, then silence."""
+        self.bugs += 1
+        if what not in self._failing:
+            self._failing.add(what)
+            log.exception("unexpected error %s (a bug; logged once until it works again)", what)
+
+    def _fixed(self, what: str) -> None:
+        if what in self._failing:
+            self._failing.discard(what)
+            log.warning("%s works again", what)
+
     def _save(self) -> None:
         """Save the snapshot in a thread; one writer at a time, the latest snapshot wins."""
         if self._snapshot_path is None:
@@ -267,12 +307,16 @@ class HealthSync:
             self._save_pending = False
             try:
                 await asyncio.to_thread(save_snapshot, path, self.snapshot, saved_at=self._now())
-            except Exception as e:
+            except OSError as e:
                 if self._save_ok:
                     log.warning("cannot save state snapshot to %s: %s", path, e)
                 self._save_ok = False
+            except Exception:
+                self._save_ok = False
+                self._bug(f"saving the state snapshot to {path}")
             else:
                 self._save_ok = True
+                self._fixed(f"saving the state snapshot to {path}")
 
     async def _poll_loop(self) -> None:
         while True:
@@ -289,8 +333,10 @@ class HealthSync:
                 await self.sync_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug; keep the responder answering from the last view
-                log.exception("health sync failed")
+            except Exception:  # a bug in recompute; keep the responder answering from the last view
+                self._bug("recomputing the health view")
+            else:
+                self._fixed("recomputing the health view")
 
     async def _subscribe_loop(self) -> None:
         backoff = RESUBSCRIBE_MIN_S
@@ -301,13 +347,81 @@ class HealthSync:
                         hint = await subscription.next_hint(timeout_s=max(1.0, self._poll_interval_s * 5))
                         if hint is Hint.SUBSCRIBED:
                             backoff = RESUBSCRIBE_MIN_S
+                            self._fixed("listening for change hints")
                             self.wake(full=True)
                         elif hint is Hint.CHANGED:
                             self.wake()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:
+            except (StateError, TimeoutError) as e:
                 # The poller reports the store being lost; this is only the wake-up channel.
                 log.debug("change subscription lost: %s", e)
+            except Exception:
+                self._bug("listening for change hints")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESUBSCRIBE_MAX_S)
+
+
+def staleness_change(
+    old: Staleness,
+    new: Staleness,
+    *,
+    known: Collection[str],
+    hold_stale_s: float | None = None,
+) -> tuple[int, str] | None:
+    """The one log line (level, text) for a change of the staleness picture, if worth one.
+
+    Says which probers went stale (since when) or came back (`known`: the probers still in
+    the store; a removed prober is not "fresh again"), and when no prober is fresh, whose
+    verdicts hold and which endpoints they keep out of answers.
+    """
+    went_stale = sorted(set(new.stale_since) - set(old.stale_since))
+    came_back = sorted(p for p in set(old.stale_since) - set(new.stale_since) if p in known)
+    parts: list[str] = []
+    level = logging.INFO
+    if went_stale:
+        level = logging.WARNING
+        since = ", ".join(f"{p} since {_iso(new.stale_since[p])}" for p in went_stale)
+        parts.append(f"prober{'s' if len(went_stale) > 1 else ''} stale ({since})")
+    if came_back:
+        parts.append(f"prober{'s' if len(came_back) > 1 else ''} {', '.join(came_back)} fresh again")
+    hold, was = new.hold, old.hold
+    if hold is not None and not hold.released:
+        if was is None or was.released or was.endpoints != hold.endpoints or was.probers != hold.probers:
+            level = logging.WARNING
+            limit = "forever" if hold_stale_s is None else f"for at most {hold_stale_s:g} s"
+            parts.append(
+                f"no fresh prober since {_iso(hold.since)}: holding the last verdicts of "
+                f"{', '.join(hold.probers)} {limit}; {_held(hold.endpoints)}"
+            )
+    elif hold is not None and hold.released:
+        if was is None or not was.released:
+            level = logging.WARNING
+            parts.append(
+                f"no fresh prober since {_iso(hold.since)}, longer than prober.hold_stale_s: the held "
+                f"verdicts no longer count and every endpoint is up; released: "
+                f"{_listed(hold.endpoints, '{e} (was {h})') or 'none'}"
+            )
+    elif was is not None:
+        parts.append(f"verdicts no longer held (held since {_iso(was.since)})")
+    if not parts:
+        return None
+    return level, "; ".join(parts)
+
+
+def _held(endpoints: Mapping[str, Health]) -> str:
+    if not endpoints:
+        return "no endpoint held out of answers"
+    return f"{len(endpoints)} endpoint{'s' if len(endpoints) > 1 else ''} held: {_listed(endpoints)}"
+
+
+def _listed(endpoints: Mapping[str, Health], form: str = "{e} {h}") -> str:
+    """Endpoints and their health for a log line; a datacenter's worth, not thousands."""
+    items = sorted(endpoints.items())
+    text = ", ".join(form.format(e=e, h=h.value) for e, h in items[:LOG_ENDPOINTS])
+    more = len(items) - LOG_ENDPOINTS
+    return text + (f" and {more} more (gslb state --endpoints)" if more > 0 else "")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

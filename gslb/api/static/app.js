@@ -244,6 +244,16 @@ function render(state) {
   if (!sync.connected) problems.push("state store unreachable");
   if (sync.stale) problems.push("state is stale");
   if (state.stale_probers.length) problems.push(`stale probers: ${state.stale_probers.join(", ")}`);
+  const hold = state.hold;
+  if (hold && hold.holding) {
+    const entries = Object.entries(hold.endpoints);
+    const held = entries.slice(0, 10).map(([id, health]) => `${id} ${health}`).join(", ") +
+      (entries.length > 10 ? ` and ${entries.length - 10} more` : "");
+    problems.push(`no fresh prober since ${when(hold.since)}: holding the last verdicts of ` +
+      `${hold.probers.join(", ")} (held: ${held || "none"})`);
+  } else if (hold && hold.released) {
+    problems.push(`no fresh prober since ${when(hold.since)}: held verdicts released, every endpoint counts as up`);
+  }
   $("summary").textContent =
     `${state.mode} mode · store version ${state.version.store} · synced ${ago(sync.age_s)}` +
     (problems.length ? ` · ${problems.join(" · ")}` : "");
@@ -288,7 +298,7 @@ function render(state) {
     const own = e.drain && e.drain.kind === "endpoint";
     return el("tr", {},
       el("td", { class: "mono" }, e.id),
-      el("td", {}, badge(e.drained ? "drained" : e.health)),
+      el("td", {}, badge(e.drained ? "drained" : e.health), e.held ? el("span", { class: "warn", title: "no prober is fresh: this is the last verdict of a stale prober" }, " held") : null),
       el("td", {}, probers || el("span", { class: "muted" }, "no details")),
       el("td", { class: "drain" }, drainText(e.drain)),
       el("td", {}, actionButton("endpoint", e.id, own)),
@@ -298,7 +308,7 @@ function render(state) {
   fill("probers", state.probers.length ? state.probers.map((p) => el("tr", {},
     el("td", {}, p.id),
     el("td", {}, ago(p.heartbeat_age_s)),
-    el("td", {}, p.stale ? badge("down") : badge("up")),
+    el("td", {}, p.stale ? badge("down") : badge("up"), p.stale && p.stale_since ? ` stale since ${when(p.stale_since)}` : null),
   )) : [el("tr", {}, el("td", { colspan: 3, class: "muted" }, "no prober is reporting"))]);
 }
 

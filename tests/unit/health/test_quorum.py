@@ -66,7 +66,7 @@ def test_two_probers_disagreeing_keep_the_endpoint_up() -> None:
 def test_stale_prober_is_left_out_of_the_vote() -> None:
     stale = report("old", heartbeat_at=NOW - 6.0, ep=D)
     assert health(snapshot(stale, report("new", ep=U))) is U
-    assert health(snapshot(stale)) is U  # stale data never counts as down
+    assert health(snapshot(stale)) is D  # no fresh prober: its last verdict holds (test_hold.py)
     assert health(snapshot(stale, report("new", ep=D))) is D  # majority of one fresh prober
     assert snapshot(stale, report("new")).stale_probers(5.0) == ("old",)
 

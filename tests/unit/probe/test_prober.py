@@ -189,6 +189,77 @@ def test_store_outage_is_survived_and_everything_rewritten() -> None:
     asyncio.run(main())
 
 
+class BuggyStore(CountingStore):
+    """Writes fail with something that is not the store's own error: a bug, not an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bug = False
+
+    async def write_states(
+        self,
+        prober_id: str,
+        states: Mapping[str, EndpointState],
+        *,
+        heartbeat_at: float,
+        changed: bool = True,
+        replace: bool = False,
+        publish: bool = True,
+    ) -> int:
+        if self.bug:
+            raise TypeError("unexpected type in a record")
+        return await super().write_states(
+            prober_id, states, heartbeat_at=heartbeat_at, changed=changed, replace=replace, publish=publish
+        )
+
+
+def test_a_write_bug_is_logged_once_with_its_traceback_and_probing_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = config_with([("192.0.2.1", FAST), ("192.0.2.2", FAST)], prober=FAST_PROBER)
+    checker = ScriptedChecker()
+
+    async def main() -> None:
+        store = BuggyStore()
+        async with Prober(config, store, "p1", checker=checker) as prober:
+            store.bug = True
+            checker.behaviours[ip_address("192.0.2.1")] = fail
+            await wait_until(lambda: prober.stats.write_failures >= 5)
+            assert prober.states[config.endpoints()[0].id].health is Health.DOWN
+            failed_at = len(store.writes)
+            store.bug = False
+            await wait_until(lambda: 2 in store.writes[failed_at:])  # everything rewritten once it works
+            snap = await store.snapshot(now=0.0)
+            assert snap.probers["p1"].health[config.endpoints()[0].id] is Health.DOWN
+
+    with caplog.at_level(logging.INFO, logger="gslb.probe.prober"):
+        asyncio.run(main())
+    bugs = [r for r in caplog.records if "unexpected error writing" in r.getMessage()]
+    assert len(bugs) == 1
+    assert bugs[0].exc_info is not None and isinstance(bugs[0].exc_info[1], TypeError)
+    assert "cannot write to the state store" not in caplog.text  # not reported as an outage
+    assert sum("again after an unexpected error" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_store_outage_is_one_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    config = config_with([("192.0.2.1", FAST)], prober=FAST_PROBER)
+
+    async def main() -> None:
+        store = CountingStore()
+        async with Prober(config, store, "p1", checker=ScriptedChecker()) as prober:
+            store.down = True
+            await wait_until(lambda: prober.stats.write_failures >= 5)
+            store.down = False
+            await wait_until(lambda: len(store.writes) >= 3)
+
+    with caplog.at_level(logging.INFO, logger="gslb.probe.prober"):
+        asyncio.run(main())
+    lost = [r for r in caplog.records if "cannot write to the state store" in r.getMessage()]
+    assert len(lost) == 1
+    assert lost[0].exc_info is None
+    assert sum("writes to the state store again" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_resumes_its_previous_states() -> None:
     slow = Check(kind=CheckKind.TCP, port=80, interval_s=60.0, rise=2, fall=2)
     config = config_with([("192.0.2.1", slow)], prober=FAST_PROBER)
