@@ -89,6 +89,20 @@ def seconds_until_closed(sock: socket.socket, limit_s: float) -> float:
     return time.monotonic() - start
 
 
+def closed_now(sock: socket.socket) -> bool:
+    """Whether the server has closed the connection by now (without waiting)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # with a timeout set, recv would wait for data despite MSG_DONTWAIT
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
 def udp_answers(server: GslbProcess, timeout_s: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
@@ -227,23 +241,28 @@ def test_a_dropped_message_does_not_end_the_connection(tcp_server: GslbProcess) 
 def test_idle_connection_is_closed_after_the_idle_timeout(tcp_server: GslbProcess) -> None:
     with connect(tcp_server) as sock:
         assert answers(sock)
-        waited = seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 3)
+        waited = seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 10)
 
-    assert IDLE_TIMEOUT_S - 0.3 <= waited <= IDLE_TIMEOUT_S + 1.5
+    assert waited >= IDLE_TIMEOUT_S - 0.3  # not before the timeout (closing at all is the signal)
 
 
 def test_connection_that_never_sends_is_closed_after_the_idle_timeout(tcp_server: GslbProcess) -> None:
     with connect(tcp_server) as sock:
-        waited = seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 3)
+        waited = seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 10)
 
-    assert IDLE_TIMEOUT_S - 0.3 <= waited <= IDLE_TIMEOUT_S + 1.5
+    assert waited >= IDLE_TIMEOUT_S - 0.3  # not before the timeout (closing at all is the signal)
 
 
 def test_idle_timer_restarts_with_each_query(tcp_server: GslbProcess) -> None:
-    with connect(tcp_server) as sock:
-        for qid in range(2):  # 1.4 s in all: longer than one idle timeout
-            time.sleep(IDLE_TIMEOUT_S * 0.7)
-            assert answers(sock, qid), "closed although the client kept asking"
+    """A connection that keeps asking outlives a younger one that stays idle: the younger one
+    closing is the signal that a whole idle timeout has passed since the older one connected."""
+    with connect(tcp_server) as busy, connect(tcp_server) as idle:
+        qid = 0
+        while not closed_now(idle):
+            assert answers(busy, qid), "closed although the client kept asking"
+            qid += 1
+            time.sleep(IDLE_TIMEOUT_S / 4)  # pacing: a query every quarter of the idle timeout
+        assert answers(busy, qid), "closed with the idle connection although the client kept asking"
 
 
 @pytest.mark.parametrize("sent", ["length-only", "half-message"], ids=["length-only", "half-message"])
@@ -251,12 +270,11 @@ def test_slow_sender_is_cut_off_after_the_read_timeout(tcp_server: GslbProcess, 
     message = framed(query("www.gslb.example.com"))
     partial = message[:2] if sent == "length-only" else message[: len(message) // 2]
 
-    with connect(tcp_server) as sock:
+    # the read timeout, not the idle timeout: cut while an older idle connection is still open
+    with connect(tcp_server) as idle, connect(tcp_server) as sock:
         sock.sendall(partial)
-        waited = seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 3)
-
-    # the read timeout, well before the idle timeout would have struck
-    assert waited < IDLE_TIMEOUT_S * 0.75
+        seconds_until_closed(sock, limit_s=IDLE_TIMEOUT_S + 10)
+        assert not closed_now(idle), "cut only when the idle timeout struck"
 
 
 def test_trickling_sender_is_cut_off_although_every_byte_is_prompt(tcp_server: GslbProcess) -> None:
@@ -265,35 +283,39 @@ def test_trickling_sender_is_cut_off_although_every_byte_is_prompt(tcp_server: G
     trickle_s = 0.05
     assert len(message) * trickle_s > 4 * READ_TIMEOUT_S
 
-    start = time.monotonic()
     reply: bytes | None = b""
+    cut = False
     with connect(tcp_server) as sock:
         for index in range(len(message)):
             try:
                 sock.send(message[index : index + 1])
             except (BrokenPipeError, ConnectionResetError):
+                cut = True
                 break
             time.sleep(trickle_s)
-        cut_after = time.monotonic() - start
+            if closed_now(sock):
+                cut = True
+                break
         sock.settimeout(2.0)
         reply = read_tcp_message(sock)
 
     assert reply is None
-    assert cut_after < len(message) * trickle_s
+    assert cut, "the server let the whole message trickle in"
 
 
 # --- connection caps ----------------------------------------------------------------------------
 
 
 def test_total_connection_cap(tcp_server: GslbProcess) -> None:
+    """At the cap a new connection is served in place of the one idle the longest (RFC 7766
+    §6.2.3). The order, and the refusal when no connection is idle: test_tcp_fairness.py."""
     sources = ["127.0.0.1"] * MAX_PER_CLIENT + ["127.0.0.2"] * (MAX_CONNECTIONS - MAX_PER_CLIENT)
 
     with held_connections(tcp_server, sources) as held:
         with connect(tcp_server, "127.0.0.3") as extra:
-            assert not answers(extra), "a connection beyond max_connections was served"
+            assert answers(extra), "a connection at max_connections was not served"
         assert udp_answers(tcp_server)
-        held.pop().close()
-        wait_until_served(tcp_server, "127.0.0.3")
+        assert not answers(held[0]), "the connection idle the longest was kept open"
 
 
 def test_per_client_connection_cap(tcp_server: GslbProcess) -> None:
@@ -324,10 +346,11 @@ def test_udp_answers_while_tcp_connections_are_stalled(tcp_server: GslbProcess) 
     with held_connections(tcp_server, sources) as held:
         for sock in held[::2]:
             sock.sendall(half)  # stalled inside a message
-        started = time.monotonic()
-        for _ in range(20):
+        assert udp_answers(tcp_server), "UDP went unanswered while TCP connections were stalled"
+        # answered before the stalled connections were cut at the read timeout, not after
+        assert not any(closed_now(sock) for sock in held[::2]), "UDP waited for the TCP read timeout"
+        for _ in range(19):
             assert udp_answers(tcp_server), "UDP went unanswered while TCP connections were stalled"
-        assert time.monotonic() - started < READ_TIMEOUT_S + 1.0
 
 
 def test_udp_answers_while_a_tcp_client_does_not_read_its_replies(tcp_server: GslbProcess) -> None:
