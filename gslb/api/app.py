@@ -11,6 +11,12 @@ to the store (which audits them and bumps the version that every responder follo
 are answered once this process's own health sync has seen the new version (embedded mode:
 the responder in this process answers accordingly by then). Nothing is logged per request
 except drains and undrains, at INFO.
+
+No input reaches a 500 or floods the log: every string from a request is checked as text
+(`gslb.api.inputs`), and what anyone can cause at line rate (failed authentication, requests
+aiohttp cannot parse, a failing store, a bug) is logged through `gslb.lograte`: the first in
+full, the rest as one count per 10 s. Only the store's own error (`StateError`, or our
+timeout) is a 503; anything else is a bug: 500, with its traceback logged once per kind.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
@@ -35,7 +43,8 @@ from gslb.api.audit import AuditFile, AuditRecord, iso, who
 from gslb.api.auth import Caller, Tokens, authenticate
 from gslb.api.context import ApiContext
 from gslb.api.drains import (
-    RequestProblem,
+    DrainRequest,
+    Impact,
     check_target,
     covers,
     impact,
@@ -44,15 +53,19 @@ from gslb.api.drains import (
     previously_empty,
     refusal,
 )
+from gslb.api.inputs import RequestProblem, check_text, json_text
 from gslb.api.metrics import GslbCollector, registry_for
 from gslb.api.openapi import spec
 from gslb.api.report import SyncInfo, build_state, drain_json
 from gslb.api.tokens import Role
 from gslb.config.model import ApiConfig, Config
+from gslb.errors import StateError
 from gslb.explain import explain, render
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import Drain, DrainKind
+from gslb.lograte import LogRate, bug_kind, describe, printable
 from gslb.state.record import AuditAction, AuditEntry
+from gslb.zone import name as dnsname
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,9 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
 }
 MAX_BODY = 64 * 1024
+MAX_QUERY_NAME = 1024  # a DNS name in presentation form, escapes included
+MAX_PARAM = 64  # client, ecs, type, limit
+STORE_FAILED = "store_unavailable"
 DETAILS_MAX_AGE_S = 1.0
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -88,6 +104,10 @@ class ApiState:
     registry: CollectorRegistry
     clock: Callable[[], float]
     drain_lock: asyncio.Lock
+    bugs: LogRate
+    auth_failures: LogRate
+    forbidden: LogRate
+    store_failures: LogRate
     details: Snapshot | None = None
     details_at: float = 0.0
 
@@ -108,7 +128,7 @@ STATE = web.AppKey("state", ApiState)
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=json.dumps(data, ensure_ascii=False, indent=1),
+        text=json_text(data, indent=1),
         status=status,
         content_type="application/json",
         headers={"Cache-Control": "no-store", **(headers or {})},
@@ -129,27 +149,81 @@ _SLUGS = {
 }
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RequestProblem as problem:
-        return problem_response(problem)
-    except web.HTTPException as e:
-        if e.status < 400:
+def json_errors(bugs: LogRate) -> Middleware:
+    """Every error as JSON; a bug is a 500 with its traceback logged once per kind (`bugs`)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestProblem as problem:
+            return problem_response(problem)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = _SLUGS.get(e.status, e.reason.lower().replace(" ", "_"))
+            path = printable(request.path)
+            message = {
+                404: f"no such route: {request.method} {path} (see /v1/openapi.json)",
+                405: f"{request.method} is not allowed on {path}",
+            }.get(e.status, e.text or e.reason)
+            headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            return json_response({"error": code, "message": message}, e.status, headers)
+        except asyncio.CancelledError:
             raise
-        code = _SLUGS.get(e.status, e.reason.lower().replace(" ", "_"))
-        message = {
-            404: f"no such route: {request.method} {request.path} (see /v1/openapi.json)",
-            405: f"{request.method} is not allowed on {request.path}",
-        }.get(e.status, e.text or e.reason)
-        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
-        return json_response({"error": code, "message": message}, e.status, headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("api bug in %s %s", request.method, request.path)
-        return json_response({"error": "internal", "message": "internal error (logged)"}, 500)
+        except Exception as e:
+            what = f"{request.method} {printable(request.path)}"
+            if bugs.first(f"{what}: {describe(e)}", bug_kind(e)):
+                log.exception("api bug in %s (the same bug again is counted, not logged)", what)
+            return json_response({"error": "internal", "message": "internal error (logged)"}, 500)
+
+    return middleware
+
+
+class _HttpErrors(logging.Filter):
+    """aiohttp's own error lines for requests that never reach a handler. Bytes that are not
+    HTTP (a control character in a header, a bad request line) are the client's fault: one
+    line without a traceback, rate-limited. Anything else keeps its traceback, once per kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.malformed = LogRate(HTTP_LOG, "malformed HTTP requests")
+        self.errors = LogRate(HTTP_LOG, "errors handling requests", level=logging.ERROR)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        if isinstance(exc, HttpProcessingError):
+            first_line = printable(str(exc.message).strip().split("\n", 1)[0], 120)
+            if not self.malformed.first(f"from {remote}: {first_line}"):
+                return False
+            record.msg = "malformed HTTP request from %s: %s (more are counted)"
+            record.args = (remote, first_line)
+            record.exc_info, record.exc_text = None, None
+            if record.levelno > logging.WARNING:  # aiohttp logs a first non-HTTP request at DEBUG
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        if record.levelno < logging.ERROR:
+            return True
+        return self.errors.first(f"from {remote}: {describe(exc)}", bug_kind(exc))
+
+
+HTTP_LOG = logging.getLogger("gslb.api.http")
+"""The logger the api's HTTP servers hand aiohttp (`web.AppRunner(..., logger=HTTP_LOG)`)."""
+HTTP_ERRORS = _HttpErrors()
+HTTP_LOG.addFilter(HTTP_ERRORS)
+
+
+def flush_on_cleanup(app: web.Application, *rates: LogRate) -> None:
+    """Log what `rates` counted when the app stops, so that the last burst is not lost."""
+
+    async def flush(app: web.Application) -> None:
+        for rate in (*rates, HTTP_ERRORS.malformed, HTTP_ERRORS.errors):
+            rate.flush()
+
+    app.on_cleanup.append(flush)
 
 
 def requires(role: Role | None, handler: RouteHandler) -> Handler:
@@ -162,11 +236,12 @@ def requires(role: Role | None, handler: RouteHandler) -> Handler:
         try:
             caller = authenticate(request, state.tokens.current(), role)
         except RequestProblem as problem:
-            if role is Role.OPERATE:
-                # No token in the log line, ever: only the route, the source and the outcome.
-                log.warning(
-                    "refused %s %s from %s: %s", request.method, request.path, request.remote, problem.code
-                )
+            # No token in the log line, ever: only the route, the source and the outcome. Anyone
+            # can send these at line rate: the first in full, then a count every 10 s.
+            what = f"{request.method} {printable(request.path, 100)} from {request.remote}"
+            rate = state.forbidden if problem.status == 403 else state.auth_failures
+            if rate.first(what):
+                log.warning("refused %s: %s (more are counted)", what, problem.code)
             raise
         return await handler(request, caller)
 
@@ -182,24 +257,27 @@ async def read_json(request: web.Request, *, required: bool) -> Any:
         return None
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RequestProblem(400, "bad_json", f"the body is not valid JSON: {e}") from None
+    # ValueError: bad JSON, not UTF-8, or an integer over 4300 digits; RecursionError: [[[[...
+    except (ValueError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else printable(str(e), 200)
+        raise RequestProblem(400, "bad_json", f"the body is not valid JSON: {detail}") from None
 
 
 @contextlib.asynccontextmanager
 async def store_call(state: ApiState, what: str, *, writing: bool = False) -> AsyncIterator[None]:
-    """Map a slow or failing state store to 503 (one log line, no traceback)."""
+    """Map a slow or failing state store (its `StateError`, or our timeout) to 503, with one
+    log line without traceback (rate-limited). Anything else is a bug and goes on up."""
     try:
         async with asyncio.timeout(state.timeout_s):
             yield
-    except RequestProblem:
-        raise
-    except Exception as e:
-        log.warning("state store failed during %s: %s", what, e or type(e).__name__)
+    except (StateError, TimeoutError) as e:
+        text = describe(e) if isinstance(e, StateError) else f"no answer within {state.timeout_s:g} s"
+        if state.store_failures.first(f"{what}: {text}"):
+            log.warning("state store failed during %s: %s (more are counted)", what, text)
         # A write that timed out may still have happened: say so rather than guess.
         outcome = "it may or may not have been stored: check gslb state" if writing else "nothing was changed"
         raise RequestProblem(
-            503, "store_unavailable", f"the state store is unavailable ({what}); {outcome}"
+            503, STORE_FAILED, f"the state store is unavailable ({what}); {outcome}"
         ) from None
 
 
@@ -212,10 +290,13 @@ async def detailed_snapshot(state: ApiState) -> Snapshot | None:
     try:
         async with asyncio.timeout(state.timeout_s):
             details = await state.context.store.snapshot(now=now, details=True)
-    except asyncio.CancelledError:
-        raise
+    except (StateError, TimeoutError) as e:
+        log.debug("no detailed snapshot: %s", describe(e))
+        return None
     except Exception as e:
-        log.debug("no detailed snapshot: %s", e)
+        # A bug: the page still shows the health sync's picture, and the traceback is logged once.
+        if state.bugs.first(f"reading the detailed snapshot: {describe(e)}", bug_kind(e)):
+            log.exception("api bug reading the detailed snapshot (the same bug again is counted)")
         return None
     state.details, state.details_at = details, now
     return details
@@ -256,38 +337,46 @@ async def get_state(request: web.Request, caller: Caller | None) -> web.StreamRe
 async def get_explain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
     state = request.app[STATE]
     query = request.query
-    name = query.get("name", "").strip()
+    name = check_text(query.get("name", ""), "name", max_length=MAX_QUERY_NAME).strip()
     if not name:
-        raise RequestProblem(400, "bad_value", "name is required, e.g. ?name=www.gslb.example.com")
-    client = query.get("client") or request.remote or "127.0.0.1"
+        raise RequestProblem(
+            400, "bad_value", "name is required, e.g. ?name=www.gslb.example.com", field="name"
+        )
+    try:
+        dnsname.from_text(name.rstrip(".") + ".")
+    except ValueError as e:
+        raise RequestProblem(400, "bad_value", f"name is not a DNS name: {e}", field="name") from None
+    client = check_text(query.get("client", ""), "client", max_length=MAX_PARAM)
+    client = client or request.remote or "127.0.0.1"
     try:
         ip_address(client)
     except ValueError:
-        raise RequestProblem(400, "bad_value", f'client "{client}" is not an IP address') from None
-    ecs = query.get("ecs") or None
+        raise RequestProblem(
+            400, "bad_value", f'client "{client}" is not an IP address', field="client"
+        ) from None
+    ecs = check_text(query.get("ecs", ""), "ecs", max_length=MAX_PARAM) or None
     if ecs is not None:
         try:
             ip_network(ecs, strict=False)
         except ValueError:
             raise RequestProblem(
-                400, "bad_value", f'ecs "{ecs}" is not a network like 193.0.14.0/24'
+                400, "bad_value", f'ecs "{ecs}" is not a network like 193.0.14.0/24', field="ecs"
             ) from None
-    qtype = query.get("type", "A").upper()
+    qtype = check_text(query.get("type", "A"), "type", max_length=MAX_PARAM).upper()
     if qtype not in ("A", "AAAA"):
-        raise RequestProblem(400, "bad_value", f'type "{qtype}" is not A or AAAA')
+        raise RequestProblem(400, "bad_value", f'type "{qtype}" is not A or AAAA', field="type")
     result = explain(state.context.parts(), state.context.sync.current, name, client, ecs=ecs, qtype=qtype)
     return json_response({**result.to_json(), "text": render(result)})
 
 
 async def get_audit(request: web.Request, caller: Caller | None) -> web.StreamResponse:
     state = request.app[STATE]
-    text = request.query.get("limit", "100")
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = -1
+    text = check_text(request.query.get("limit", "100"), "limit", max_length=MAX_PARAM)
+    limit = int(text) if text.isascii() and text.isdigit() else -1
     if not 1 <= limit <= 1000:
-        raise RequestProblem(400, "bad_value", f'limit "{text}" is not a number from 1 to 1000')
+        raise RequestProblem(
+            400, "bad_value", f'limit "{text}" is not a number from 1 to 1000', field="limit"
+        )
     async with store_call(state, "reading the audit"):
         entries = await state.context.store.recent_audit(limit)
     return json_response({"entries": [audit.entry_json(e) for e in entries]})
@@ -319,6 +408,8 @@ async def get_static(request: web.Request, caller: Caller | None) -> web.StreamR
 
 
 def _static_file(name: str) -> web.StreamResponse:
+    if not name.isascii() or not name.isprintable():
+        raise web.HTTPNotFound()
     path = STATIC / name
     kind = STATIC_TYPES.get(path.suffix)
     # Only plain files directly in static/ with a known type: no path tricks possible.
@@ -378,16 +469,35 @@ async def _audit_unapplied(
     result: str,
     detail: str,
 ) -> None:
-    """Audit a request that changed nothing (refused, or nothing to undrain)."""
+    """Audit a request that changed nothing (refused, or nothing to undrain): in the file
+    first, which holds it even when the store is down, then in the store."""
     now = state.clock()
+    await state.audit_file.append(
+        AuditRecord(now, caller.name, caller.source, action.value, target, reason, result, detail=detail)
+    )
     entry = AuditEntry(
         now, who(caller.name, caller.source), action, target, reason, f"result={result}; {detail}"
     )
     with contextlib.suppress(RequestProblem):
         async with store_call(state, "auditing"):
             await state.context.store.append_audit(entry)
+
+
+async def _audit_failed(
+    state: ApiState, caller: Caller, action: AuditAction, target: str, *, reason: str, error: Exception
+) -> None:
+    """Audit, in the file only, a drain or undrain the store could not take (or a bug stopped):
+    the store cannot hold it, and who tried what, when, is worth keeping all the same."""
+    if isinstance(error, RequestProblem):
+        if error.status != 503:
+            return  # refusals are audited where they are made; other 4xx are bad requests
+        result, detail = STORE_FAILED, error.message
+    else:
+        result, detail = "error", f"internal error: {type(error).__name__}"
     await state.audit_file.append(
-        AuditRecord(now, caller.name, caller.source, action.value, target, reason, result, detail=detail)
+        AuditRecord(
+            state.clock(), caller.name, caller.source, action.value, target, reason, result, detail=detail
+        )
     )
 
 
@@ -400,39 +510,13 @@ def drain_handler(kind: DrainKind) -> RouteHandler:
         config = state.config
         check_target(config, kind, target)
         key = f"{kind.value}:{target}"
-        async with state.drain_lock:
-            now = state.clock()
-            async with store_call(state, "reading drains"):
-                existing = (await state.context.store.snapshot(now=now)).drains
-            drain = Drain(
-                kind,
-                target,
-                body.reason,
-                who(caller.name, caller.source),
-                created_at=now,
-                expires_at=None if body.expires_in_s is None else now + body.expires_in_s,
+        try:
+            drain, effect, replaced, version, written_at = await _apply_drain(
+                state, caller, kind, target, body
             )
-            effect = impact(config, existing, drain, now=now)
-            if effect.emptied and not body.force:
-                problem = refusal(effect)
-                state.collector.api_requests[("drain", "refused")] += 1
-                log.warning("refused drain %s by %s: %s", key, drain.who, problem.message)
-                await _audit_unapplied(
-                    state,
-                    caller,
-                    AuditAction.DRAIN,
-                    key,
-                    reason=body.reason,
-                    result="refused",
-                    detail=problem.message,
-                )
-                raise problem
-            replaced = next(
-                (d for d in existing if d.kind is kind and d.target == target and d.active(now)), None
-            )
-            async with store_call(state, "writing the drain", writing=True):
-                version = await state.context.store.add_drain(drain)
-            written_at = state.clock()
+        except Exception as e:
+            await _audit_failed(state, caller, AuditAction.DRAIN, key, reason=body.reason, error=e)
+            raise
         applied_at = await _wait_applied(state, version)
         state.collector.api_requests[("drain", "applied")] += 1
         expiry = f", expires {iso(drain.expires_at)}" if drain.expires_at else ""
@@ -478,6 +562,48 @@ def drain_handler(kind: DrainKind) -> RouteHandler:
     return drain
 
 
+async def _apply_drain(
+    state: ApiState, caller: Caller, kind: DrainKind, target: str, body: DrainRequest
+) -> tuple[Drain, Impact, Drain | None, int, float]:
+    """Under the drain lock: refuse (409, audited) or write the drain; (drain, its impact, the
+    drain it replaced, the store version, when it was written)."""
+    config = state.config
+    key = f"{kind.value}:{target}"
+    async with state.drain_lock:
+        now = state.clock()
+        async with store_call(state, "reading drains"):
+            existing = (await state.context.store.snapshot(now=now)).drains
+        drain = Drain(
+            kind,
+            target,
+            body.reason,
+            who(caller.name, caller.source),
+            created_at=now,
+            expires_at=None if body.expires_in_s is None else now + body.expires_in_s,
+        )
+        effect = impact(config, existing, drain, now=now)
+        if effect.emptied and not body.force:
+            problem = refusal(effect)
+            state.collector.api_requests[("drain", "refused")] += 1
+            log.warning("refused drain %s by %s: %s", key, drain.who, problem.message)
+            await _audit_unapplied(
+                state,
+                caller,
+                AuditAction.DRAIN,
+                key,
+                reason=body.reason,
+                result="refused",
+                detail=problem.message,
+            )
+            raise problem
+        replaced = next(
+            (d for d in existing if d.kind is kind and d.target == target and d.active(now)), None
+        )
+        async with store_call(state, "writing the drain", writing=True):
+            version = await state.context.store.add_drain(drain)
+        return drain, effect, replaced, version, state.clock()
+
+
 def undrain_handler(kind: DrainKind) -> RouteHandler:
     async def undrain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
         assert caller is not None  # an operate route
@@ -487,16 +613,20 @@ def undrain_handler(kind: DrainKind) -> RouteHandler:
         config = state.config
         check_target(config, kind, target)
         key = f"{kind.value}:{target}"
-        async with state.drain_lock:
-            now = state.clock()
-            async with store_call(state, "reading drains"):
-                existing = (await state.context.store.snapshot(now=now)).drains
-            async with store_call(state, "removing the drain", writing=True):
-                removed = await state.context.store.remove_drain(
-                    kind, target, who=who(caller.name, caller.source), now=now, reason=reason
-                )
-                version = await state.context.store.version()
-            written_at = state.clock()
+        now = state.clock()
+        try:
+            async with state.drain_lock:
+                async with store_call(state, "reading drains"):
+                    existing = (await state.context.store.snapshot(now=now)).drains
+                async with store_call(state, "removing the drain", writing=True):
+                    removed = await state.context.store.remove_drain(
+                        kind, target, who=who(caller.name, caller.source), now=now, reason=reason
+                    )
+                    version = await state.context.store.version()
+                written_at = state.clock()
+        except Exception as e:
+            await _audit_failed(state, caller, AuditAction.UNDRAIN, key, reason=reason, error=e)
+            raise
         remaining = [d for d in existing if d.active(now) and not (d.kind is kind and d.target == target)]
         covered = [e for e in config.endpoints() if covers(config, Drain(kind, target, ""), e)]
         still = [d for d in remaining if any(covers(config, d, e) for e in covered)]
@@ -597,7 +727,8 @@ def build_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The ops api application (started by `gslb.api.server.run_api`)."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    bugs = LogRate(log, "api bugs of a kind already logged", level=logging.ERROR, clock=clock)
+    app = web.Application(middlewares=[json_errors(bugs)], client_max_size=MAX_BODY)
     collector = GslbCollector(context, clock=clock)
     app[STATE] = ApiState(
         settings=settings,
@@ -608,15 +739,22 @@ def build_app(
         registry=registry_for(collector),
         clock=clock,
         drain_lock=asyncio.Lock(),
+        bugs=bugs,
+        auth_failures=LogRate(log, "failed authentications", clock=clock),
+        forbidden=LogRate(log, "requests refused for the token's role", clock=clock),
+        store_failures=LogRate(log, "state store failures", clock=clock),
     )
     for route in routes(settings):
         app.router.add_route(route.method, route.path, requires(route.role, route.handler))
+    state = app[STATE]
+    flush_on_cleanup(app, bugs, state.auth_failures, state.forbidden, state.store_failures)
     return app
 
 
 def build_metrics_app(context: ApiContext, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Only `GET /metrics`, for a responder's `server.metrics_listen` (no tokens, no drains)."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    bugs = LogRate(log, "api bugs of a kind already logged", level=logging.ERROR, clock=clock)
+    app = web.Application(middlewares=[json_errors(bugs)], client_max_size=MAX_BODY)
     collector = GslbCollector(context, clock=clock)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
@@ -627,4 +765,5 @@ def build_metrics_app(context: ApiContext, *, clock: Callable[[], float] = time.
 
     registry = registry_for(collector)
     app.router.add_route("GET", "/metrics", metrics)
+    flush_on_cleanup(app, bugs)
     return app

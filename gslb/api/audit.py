@@ -1,19 +1,19 @@
 """The api's audit trail: who did what from where, in the store and in an append-only file.
 
-Adapter layer (file I/O), standard library and `gslb.state.record` only. The store already
+Adapter layer (file I/O), standard library, `gslb.api.inputs` and `gslb.state.record` only. The store already
 records an entry for every drain it adds and removes, from `Drain.who`; the api sets that
 to `NAME@SOURCE` (token name and client address), so the store's entry is the audit entry
 and nothing is written twice. Requests the api refuses after authentication (409, nothing
 to undrain) are appended to the store by the api with `detail` starting with `result=`.
 When `api.audit_log` is set every one of them is also appended to that file as one JSON
 line (time, token, source, action, target, reason, result, version, expiry), opened with
-O_APPEND for each write so log rotation by rename just works.
+O_APPEND for each write so log rotation by rename just works. A drain or undrain the store
+could not take is in the file too (`result` `store_unavailable`): the store cannot hold it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gslb.api.inputs import json_text
 from gslb.state.record import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class AuditRecord:
     detail: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
+        return json_text(
             {
                 "at": iso(self.at),
                 "ts": round(self.at, 3),
@@ -100,8 +101,7 @@ class AuditRecord:
                 "version": self.version,
                 "expires_at": iso(self.expires_at),
                 "detail": self.detail,
-            },
-            ensure_ascii=False,
+            }
         )
 
 

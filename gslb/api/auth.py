@@ -1,7 +1,8 @@
 """Who is calling: the bearer token of a request, checked against the accepted tokens.
 
 Adapter layer (aiohttp requests), on top of `gslb.api.tokens`. A missing or unknown token
-is a 401 (with `WWW-Authenticate: Bearer`), a known token without the role is a 403. The
+is a 401 (with `WWW-Authenticate: Bearer`), and so is an `Authorization` header that is not
+printable ASCII or is over 1 kB; a known token without the role is a 403. The
 tokens file is re-read when it changes (checked at most once a second), so a token created
 with `gslb token create` works without a restart; a broken file keeps the previous tokens
 and logs one error. Neither the token nor its hash is ever logged or put in a response.
@@ -18,13 +19,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gslb.api.drains import RequestProblem
-from gslb.api.tokens import Role, Token, TokenSources, TokenTable, load_tokens
+from gslb.api.inputs import RequestProblem
+from gslb.api.tokens import Role, Token, TokenSources, TokenTable, load_tokens, sendable
 from gslb.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0
+MAX_AUTHORIZATION = 1024  # tokens are 48 characters; configured secrets rarely longer than 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,16 @@ def describe(sources: TokenSources, count: int) -> str:
 
 
 def bearer(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer TOKEN` (None: no such header); a 401 RequestProblem
+    when the header cannot hold a token. aiohttp hands header bytes that are not UTF-8 over
+    as lone surrogates (surrogateescape): those are refused here, before anything hashes,
+    logs or quotes them."""
     header = request.headers.get("Authorization", "")
+    if len(header) > MAX_AUTHORIZATION or not sendable(header.replace(" ", "")):
+        # Say what is wrong, never what was sent: it may be a token.
+        raise RequestProblem(
+            401, "unauthorized", "malformed Authorization header: expected Bearer <token> in printable ASCII"
+        )
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None

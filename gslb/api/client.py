@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gslb.api.tokens import ENV_TOKEN, local_token_path, read_token_file
-from gslb.errors import GslbError
+from gslb.api.tokens import ENV_TOKEN, local_token_path, read_token_file, sendable
+from gslb.errors import ConfigError, GslbError
 
 DEFAULT_URL = "http://127.0.0.1:8053"
 ENV_URL = "GSLB_API_URL"
@@ -46,7 +46,10 @@ def find_token(token_file: str | None, env: Mapping[str, str] | None = None) -> 
     if token_file:
         return read_token_file(Path(token_file).expanduser())
     if env.get(ENV_TOKEN, "").strip():
-        return env[ENV_TOKEN].strip()
+        token = env[ENV_TOKEN].strip()
+        if not sendable(token):  # a header cannot carry it; never quote it: it is a secret
+            raise ConfigError(ENV_TOKEN, ["the token is not printable ASCII (it travels in a header)"])
+        return token
     local = local_token_path(env)
     return read_token_file(local) if local.is_file() else None
 

@@ -1,7 +1,8 @@
 """Drain requests: validate the body and the target, and work out what a drain would do.
 
-Pure: standard library, `gslb.config.model` and `gslb.health` only (no aiohttp), so the
-409 rule is unit-tested on its own. A drain is refused when it would leave some service
+Pure: standard library, `gslb.api.inputs`, `gslb.config.model` and `gslb.health` only (no
+aiohttp), so the 409 rule is unit-tested on its own. Reasons and targets are checked as text
+first (`gslb.api.inputs.check_text`). A drain is refused when it would leave some service
 with nothing to answer for an address family it serves: every endpoint of that family
 drained, counting the drains already in force. Health does not count here: a datacenter
 that is down but not drained still answers through `when_all_down: fail_open`, whereas a
@@ -16,24 +17,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
+from gslb.api.inputs import RequestProblem, check_text
 from gslb.config.model import Config, Endpoint, Service
 from gslb.health.view import Drain, DrainKind, HealthView
 
 MAX_REASON = 500
+MAX_NAME = 255  # a region or datacenter name in a path
+MAX_ENDPOINT_ID = 1024  # service name (up to 253) / datacenter / address
 MAX_EXPIRES_IN_S = 366 * 86400.0
 DRAIN_KEYS = frozenset({"reason", "expires_in_s", "force"})
 UNDRAIN_KEYS = frozenset({"reason"})
-
-
-class RequestProblem(Exception):
-    """A request the api refuses; `code` is the machine-readable error, `status` the HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +100,19 @@ def _reason(value: object, *, required: bool) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise RequestProblem(400, "bad_value", "reason must be a non-empty string (why, for the audit log)")
-    if len(value) > MAX_REASON:
-        raise RequestProblem(400, "bad_value", f"reason is longer than {MAX_REASON} characters")
-    return value.strip()
+        raise RequestProblem(
+            400, "bad_value", "reason must be a non-empty string (why, for the audit log)", field="reason"
+        )
+    return check_text(value, "reason", max_length=MAX_REASON).strip()
 
 
 def check_target(config: Config, kind: DrainKind, target: str) -> None:
-    """Raise a 404 RequestProblem when the region, datacenter or endpoint is not configured."""
+    """Raise a 404 RequestProblem when the region, datacenter or endpoint is not configured
+    (a 400 when `target` is not even text that could name one)."""
+    if kind is DrainKind.ENDPOINT:
+        check_text(target, "endpoint id", max_length=MAX_ENDPOINT_ID)
+    else:
+        check_text(target, f"{kind.value} name", max_length=MAX_NAME)
     if kind is DrainKind.REGION:
         known: Iterable[str] = config.regions
     elif kind is DrainKind.DATACENTER:

@@ -315,6 +315,19 @@ def _schemas() -> dict[str, Any]:
                 "sync": {"type": "object"},
                 "probers": {"type": "array", "items": {"type": "object"}},
                 "stale_probers": {"type": "array", "items": {"type": "string"}},
+                "hold": {
+                    "type": "object",
+                    "description": "No prober is fresh: the last verdicts hold (static stability)",
+                    "properties": {
+                        "holding": {"type": "boolean"},
+                        "since": time_,
+                        "age_s": {"type": ["number", "null"]},
+                        "probers": {"type": "array", "items": {"type": "string"}},
+                        "endpoints": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "released": {"type": "boolean"},
+                        "hold_stale_s": {"type": ["number", "null"]},
+                    },
+                },
                 "regions": {"type": "array", "items": {"type": "object"}},
                 "datacenters": {
                     "type": "array",

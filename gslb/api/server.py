@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from gslb.api.app import build_app, build_metrics_app
+from gslb.api.app import HTTP_LOG, build_app, build_metrics_app
 from gslb.api.auth import Tokens
 from gslb.api.context import ApiContext
 from gslb.config.model import ApiConfig, Listen
@@ -40,7 +40,8 @@ def _loopback(host: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def _serve(app: web.Application, listen: Listen, what: str) -> AsyncIterator[web.AppRunner]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # HTTP_LOG: aiohttp's lines about requests it cannot parse, rate-limited (gslb.api.app).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=HTTP_LOG)
     await runner.setup()
     try:
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)

@@ -8,9 +8,11 @@ compares digests with `hmac.compare_digest`. Nothing here logs or returns a toke
 
 Sources, merged: `api.tokens_file` (lines of `NAME ROLE sha256:HEX`) and the `GSLB_API_TOKENS`
 environment variable (`NAME:ROLE:SECRET` entries separated by commas or whitespace, where
-SECRET is the token itself or `sha256:HEX`). With neither, the server uses the per-user
-token file `local_token_path()` (created with mode 0600 when missing) as one operate token,
-so the embedded default is never open without a token and the CLI finds it by itself.
+SECRET is the token itself, printable ASCII as a header can carry it, or `sha256:HEX`). With
+neither, the server uses the per-user token file `local_token_path()` (created with mode
+0600 when missing) as one operate token, so the embedded default is never open without a
+token and the CLI finds it by itself. A file that is not UTF-8 is a ConfigError with its
+line, never a traceback.
 """
 
 from __future__ import annotations
@@ -77,6 +79,22 @@ def token_line(name: str, role: Role, secret: str) -> str:
 
 def valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
+
+
+def sendable(secret: str) -> bool:
+    """Whether `secret` can travel in an HTTP header as it is: printable ASCII, no spaces."""
+    return secret.isascii() and secret.isprintable() and " " not in secret
+
+
+def read_text(path: Path) -> str:
+    """A tokens or token file as text; ConfigError (with the line) when it is not UTF-8.
+    OSError propagates."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(str(path), [f"not UTF-8 text (byte 0x{raw[e.start]:02x}), line {line}"]) from None
 
 
 class TokenTable:
@@ -157,6 +175,9 @@ def parse_env_tokens(text: str) -> tuple[Token, ...]:
             problems.append(f'{where} ("{name}"): role "{role_text}" is not one of: read, operate')
         elif len(secret) < 16:
             problems.append(f'{where} ("{name}"): the secret is shorter than 16 characters')
+        elif not sendable(secret):
+            # Never quote the value: it is a secret.
+            problems.append(f'{where} ("{name}"): the secret is not printable ASCII (it travels in a header)')
         elif name in tokens:
             problems.append(f'{where}: token name "{name}" is used twice')
         else:
@@ -181,11 +202,13 @@ def local_token_path(env: Mapping[str, str] | None = None) -> Path:
 def read_token_file(path: Path) -> str:
     """The token in a client token file (its first non-empty line); raises ConfigError."""
     try:
-        text = path.read_text()
+        text = read_text(path)
     except OSError as e:
         raise ConfigError(str(path), [f"cannot read the token file: {e.strerror}"]) from None
     for line in text.splitlines():
         if line.strip():
+            if not sendable(line.strip()):
+                raise ConfigError(str(path), ["the token is not printable ASCII (it travels in a header)"])
             return line.strip()
     raise ConfigError(str(path), ["the token file is empty"])
 
@@ -232,7 +255,7 @@ def load_tokens(
     tokens: list[Token] = []
     if tokens_file is not None:
         try:
-            text = tokens_file.read_text()
+            text = read_text(tokens_file)
         except OSError as e:
             raise ConfigError(str(tokens_file), [f"api.tokens_file cannot be read: {e.strerror}"]) from None
         tokens.extend(parse_tokens_file(text, str(tokens_file)))

@@ -10,9 +10,10 @@ from typing import Any
 
 import dns.edns
 import dns.message
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gslb.api.app import build_app
+from gslb.api.app import HTTP_LOG, STATE, ApiState, build_app
 from gslb.api.auth import Tokens
 from gslb.api.context import ApiContext
 from gslb.config.model import ApiConfig, Config
@@ -39,6 +40,13 @@ class Harness:
     store: MemoryStore
     sync: HealthSync
     responder: Responder
+
+    @property
+    def api_state(self) -> ApiState:
+        """What the api's handlers share (its collector, its log rates)."""
+        app: web.Application | None = self.client.app
+        assert app is not None
+        return app[STATE]
 
     def answer(
         self, ecs: str = EUROPE_ECS, name: str = "www.gslb.example.com", rdtype: str = "A"
@@ -82,5 +90,7 @@ async def running(
         app = build_app(
             settings, context, Tokens(settings.tokens_file, ENV if env is None else env), clock=clock
         )
-        async with TestClient(TestServer(app)) as client:
+        server = TestServer(app)
+        await server.start_server(logger=HTTP_LOG)  # as gslb.api.server runs it
+        async with TestClient(server) as client:
             yield Harness(client, store, sync, responder)

@@ -15,6 +15,7 @@ import pytest
 from gslb.api.app import routes
 from gslb.api.tokens import Role
 from gslb.config.model import ApiConfig, Config
+from gslb.errors import StateError
 from tests.unit.api.harness import AMS, EUROPE_ECS, IAD, OPERATE, READ, SIN, Harness, auth, running
 
 Check = Callable[[Harness], Awaitable[None]]
@@ -406,7 +407,7 @@ def _ts(iso: str) -> float:
 def test_a_failing_store_is_503_and_nothing_changes(config: Config) -> None:
     async def check(h: Harness) -> None:
         async def broken(*args: object, **kwargs: object) -> None:
-            raise ConnectionError("redis is gone")
+            raise StateError("redis add_drain failed: ConnectionError: redis is gone")
 
         h.store.add_drain = broken  # type: ignore[method-assign, assignment]
         status, body = await h.post("/v1/regions/europe/drain", {"reason": "x"})

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from gslb.api.auth import Caller, Tokens, authenticate, bearer
-from gslb.api.drains import RequestProblem
+from gslb.api.inputs import RequestProblem
 from gslb.api.tokens import Role, TokenTable, append_token_line, token_line
 
 SECRET = "gslb_" + "a" * 40
@@ -39,6 +39,20 @@ class Clock:
 def test_bearer_header(header: str, expected: str | None) -> None:
     request = make_mocked_request("GET", "/", headers={"Authorization": header} if header else {})
     assert bearer(request) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    # Bytes that are not UTF-8 cannot go through make_mocked_request: test_inputs sends them raw.
+    ["Bearer café", f"Bearer {SECRET}é", "Bearer a\tb", "Bearer " + "a" * 2000],
+    ids=["non-ascii", "token-then-non-ascii", "tab", "2kB"],
+)
+def test_a_header_that_cannot_hold_a_token_is_401_and_never_quoted(header: str) -> None:
+    request = make_mocked_request("GET", "/", headers={"Authorization": header})
+    with pytest.raises(RequestProblem) as info:
+        bearer(request)
+    assert (info.value.status, info.value.code) == (401, "unauthorized")
+    assert info.value.message == "malformed Authorization header: expected Bearer <token> in printable ASCII"
 
 
 def test_401_for_missing_or_unknown_403_for_the_wrong_role(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import pytest
 
 from gslb.api.drains import (
     DrainRequest,
-    RequestProblem,
     check_target,
     impact,
     parse_drain_body,
@@ -16,6 +15,7 @@ from gslb.api.drains import (
     previously_empty,
     refusal,
 )
+from gslb.api.inputs import RequestProblem
 from gslb.config.model import Config
 from gslb.health.view import Drain, DrainKind
 

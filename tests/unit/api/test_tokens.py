@@ -174,3 +174,21 @@ def test_a_name_in_both_the_file_and_the_env_is_an_error(tmp_path: Path) -> None
 def test_a_missing_tokens_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_tokens(tmp_path / "nope", {})
+
+
+def test_a_tokens_file_that_is_not_utf8_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_bytes(f"alice operate sha256:{'a' * 64}\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_tokens(tokens_file, {})
+    assert info.value.problems == ("not UTF-8 text (byte 0xe9), line 2",)
+
+
+def test_a_secret_a_header_cannot_carry_is_refused_and_never_quoted() -> None:
+    secret = "gslb_caf\u00e9_" + "x" * 20
+    with pytest.raises(ConfigError) as info:
+        parse_env_tokens(f"ci:read:{secret}")
+    assert info.value.problems == (
+        'entry 1 ("ci"): the secret is not printable ASCII (it travels in a header)',
+    )
+    assert secret not in str(info.value)
