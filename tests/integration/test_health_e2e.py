@@ -9,12 +9,16 @@ that the answer changes before a generous deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.edns
@@ -23,6 +27,8 @@ import dns.query
 import dns.rcode
 import pytest
 
+from gslb.health.view import Health
+from gslb.state.snapshot_file import load_snapshot
 from tests.redis_fixture import RedisServer
 from tests.server_fixture import ROOT, free_port, wait_ready
 
@@ -168,6 +174,61 @@ def lab(tmp_path: Path, redis_server: RedisServer) -> Iterator[Lab]:
         lab.close()
 
 
+def until(predicate: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    """Wait for a positive signal; the deadline is a hang guard."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s}s"
+        time.sleep(0.05)
+
+
+def seen_down_by(lab: Lab, responder_config: str, prober_id: str) -> set[str]:
+    """Endpoints the responder has read as DOWN according to `prober_id` (from the state
+    snapshot the responder saves after each change it reads)."""
+    snapshot = load_snapshot(lab.tmp / f"{responder_config}.snapshot.json")
+    report = snapshot.probers.get(prober_id) if snapshot is not None else None
+    return set() if report is None else {e for e, health in report.health.items() if health is Health.DOWN}
+
+
+UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@contextlib.contextmanager
+def failing_endpoints(addresses: list[str], port: int) -> Iterator[Counter[str]]:
+    """HTTP listeners on `addresses` that answer every request 503 (a failed check); yields
+    how many requests each has answered, so a test knows the prober has checked them."""
+    answered: Counter[str] = Counter()
+    stop = threading.Event()
+    servers = [socket.create_server((address, port)) for address in addresses]
+
+    def serve(server: socket.socket, address: str) -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(1.0)
+                conn.recv(4096)
+                conn.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                answered[address] += 1
+
+    threads = [threading.Thread(target=serve, args=pair) for pair in zip(servers, addresses, strict=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for server in servers:
+            server.close()
+
+
 def started(lab: Lab) -> Lab:
     """One prober and one responder, answering from ams."""
     config = lab.config("gslb")
@@ -204,7 +265,7 @@ def test_quorum_with_two_probers_disagreeing_and_a_stale_prober_left_out(lab: La
     lab.responder(good)
     # one prober says down, one says up: no majority of the two fresh probers says down
     lab.wait_for(AMS)
-    time.sleep(1.0)
+    until(lambda: len(seen_down_by(lab, "good", "blind")) == 2, "the responder reading the blind verdicts")
     assert lab.ask() == ("NOERROR", AMS)
     # the good prober stops: once its heartbeat is stale it is left out of the vote
     lab.stop(good_prober)
@@ -214,16 +275,20 @@ def test_quorum_with_two_probers_disagreeing_and_a_stale_prober_left_out(lab: La
 def test_redis_killed_and_restarted(lab: Lab) -> None:
     started(lab)
     lab.redis.stop()
-    # no Redis: the responder answers from its last view, never SERVFAIL
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        assert lab.ask() == ("NOERROR", AMS)
-        time.sleep(0.02)
+    # no Redis: once the responder has noticed, it answers from its last view, never SERVFAIL
+    responder_log = lab.tmp / "responder.log"
+    until(
+        lambda: "state store unreachable" in responder_log.read_text(errors="replace"), "the outage noticed"
+    )
+    assert lab.ask() == ("NOERROR", AMS)
     # a change while Redis is away is served once it is back (it comes back empty)
     lab.endpoint_down("ams-1")
     lab.endpoint_down("ams-2")
-    time.sleep(1.0)
-    assert lab.ask() == ("NOERROR", AMS)
+    ams = [ENDPOINTS["ams-1"], ENDPOINTS["ams-2"]]
+    with failing_endpoints(ams, lab.check_port) as checked:
+        # fall is 2: after three failed checks of each the prober holds them down
+        until(lambda: all(checked[address] >= 3 for address in ams), "the prober checking ams")
+        assert lab.ask() == ("NOERROR", AMS)
     lab.redis.start()
     lab.wait_for({"127.0.0.21"})
 

@@ -122,14 +122,19 @@ def test_redis_outage_keeps_view_and_converges_after_restart(
         writer = RedisStore.from_url(redis_server.url, timeout_s=0.2)
         reader = RedisStore.from_url(redis_server.url, timeout_s=0.2)
         try:
-            await writer.write_states("p1", {EP: DOWN}, heartbeat_at=time.time())
+            beat = time.time()
+            await writer.write_states("p1", {EP: DOWN}, heartbeat_at=beat)
             async with HealthSync(
                 reader, poll_interval_s=0.1, stale_after_s=1.0, snapshot_path=snapshot_path
             ) as sync:
                 assert sync.current.health(EP) is Health.DOWN
                 redis_server.stop()
                 await wait_until(lambda: not sync.connected)
-                await asyncio.sleep(1.5)  # longer than stale_after_s: nobody may turn stale
+                # every failed poll recomputes the view: wait for one made after the heartbeat
+                # grew older than stale_after_s (a positive signal); nobody may turn stale
+                await wait_until(lambda: time.time() > beat + 1.5)
+                failed = sync.errors
+                await wait_until(lambda: sync.errors > failed)
                 assert sync.current.health(EP) is Health.DOWN
                 assert sync.stale_probers == ()
                 redis_server.start()  # empty: this Redis keeps nothing on disk

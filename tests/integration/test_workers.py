@@ -47,7 +47,9 @@ def static_answer(port: int) -> set[str]:
     raise AssertionError("no answer in 4 tries")
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Until `predicate()` holds; the timeout only guards against a hang (a busy CI machine
+    starts a worker process in seconds, not milliseconds)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline
@@ -70,7 +72,8 @@ def test_workers_share_the_port_restart_reload_and_stop(
     # kernel over both workers) all see the new zone data
     zone = tmp_path / "gslb.example.com.zone"
     zone.write_text(zone.read_text().replace("192.0.2.80", "192.0.2.81"))
-    time.sleep(1.0)  # let the restarted worker finish starting before it is asked to reload
+    # the restarted worker says it serves once its SIGHUP handler is in place: then reload
+    wait_until(lambda: server.output().count("gslb serving") >= 3, timeout_s=60.0)
     server.signal(signal.SIGHUP)
     wait_until(lambda: all(static_answer(server.port) == {"192.0.2.81"} for _ in range(40)))
     pids = children(server.proc.pid)
