@@ -68,11 +68,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Every problem of the config and its zone files in one report: when the YAML can be read
+    but has problems, the zone files it names are checked all the same."""
+    from gslb.config.loader import read
+    from gslb.dns.zonefile import load_zones
     from gslb.health.view import HealthView
-    from gslb.responder import build_parts
+    from gslb.responder import DEFAULT_CONFIG, build_parts
 
-    config = _config(args.config)
-    build_parts(config, HealthView())
+    config, found = read(Path(args.config) if args.config else DEFAULT_CONFIG)
+    problems = list(found.items)
+    try:
+        if not problems:
+            build_parts(config, HealthView())
+        else:  # what the loader could not place is reported above: check the rest
+            zones = tuple(z for z in config.zones if z.file.is_file())
+            services = {n: s for n, s in config.services.items() if s.zone}
+            load_zones(replace(config, zones=zones, services=services))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(str(config.source), problems)
     print(
         f"{config.source}: OK ({len(config.zones)} zones, {len(config.datacenters)} datacenters, "
         f"{len(config.services)} services)"
@@ -228,7 +243,9 @@ def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
         f"last sync {age}"
         + ("" if sync["connected"] else ", STORE UNREACHABLE")
         + (", STALE" if sync["stale"] else "")
+        + (", HOLDING LAST VERDICTS" if state.get("hold", {}).get("holding") else "")
     ]
+    lines += _hold_lines(state.get("hold"))
     rows = [["REGION", "DATACENTER", "STATE", "UP", "DRAIN"]]
     by_name = {dc["name"]: dc for dc in state["datacenters"]}
     listed = set()
@@ -263,17 +280,37 @@ def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
                 + (f" {p['last_check_age_s']:.1f}s ago" if p["last_check_age_s"] is not None else "")
                 for p in e["probers"]
             )
-            rows.append([e["id"], e["health"], "yes" if e["drained"] else "", probers])
+            health = e["health"] + (" (held)" if e.get("held") else "")
+            rows.append([e["id"], health, "yes" if e["drained"] else "", probers])
         lines += ["", *_table(rows)]
     lines += ["", "drains:" if state["drains"] else "drains: none"]
     lines += [f"  {_drain_text(d)}" for d in state["drains"]]
     probers = state["probers"]
     lines.append("probers:" if probers else "probers: none reporting")
     for p in probers:
+        stale = f" (STALE since {p['stale_since']})" if p.get("stale_since") else " (STALE)"
         lines.append(
-            f"  {p['id']}: heartbeat {p['heartbeat_age_s']:.1f} s ago" + (" (STALE)" if p["stale"] else "")
+            f"  {p['id']}: heartbeat {p['heartbeat_age_s']:.1f} s ago" + (stale if p["stale"] else "")
         )
     return "\n".join(lines)
+
+
+def _hold_lines(hold: dict[str, Any] | None) -> list[str]:
+    """What `gslb state` says when no prober is fresh (nothing when some prober is)."""
+    if not hold or hold["since"] is None:
+        return []
+    held = ", ".join(f"{e} {h}" for e, h in hold["endpoints"].items()) or "none"
+    since = f"no fresh prober since {hold['since']} ({hold['age_s']:.1f} s)"
+    if hold["released"]:
+        return [
+            f"{since}: the held verdicts were RELEASED after prober.hold_stale_s "
+            f"({hold['hold_stale_s']:g} s); every endpoint counts as up (were held: {held})"
+        ]
+    limit = "forever" if hold["hold_stale_s"] is None else f"for at most {hold['hold_stale_s']:g} s"
+    return [
+        f"{since}: holding the last verdicts of {', '.join(hold['probers'])} {limit}",
+        f"held out of answers: {held}",
+    ]
 
 
 def cmd_state(args: argparse.Namespace) -> int:

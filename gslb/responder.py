@@ -25,6 +25,7 @@ from pathlib import Path
 from gslb.config.loader import load
 from gslb.config.model import Config, Override
 from gslb.dns.handler import Handler, ReplyLabel
+from gslb.dns.rrl import RateLimiter
 from gslb.dns.server import HandlerRef
 from gslb.dns.zonefile import load_zones
 from gslb.errors import ConfigError, GslbError
@@ -50,6 +51,7 @@ class Parts:
     orders: Orders
     handler: Handler
     maps_id: str  # what the steering maps are compiled from (their cache key)
+    rrl: RateLimiter | None = None  # response rate limiting of UDP replies (server.rrl)
 
     def totals(self) -> dict[ReplyLabel, int]:
         """Replies sent by this process's handler, by label."""
@@ -101,7 +103,8 @@ def build_parts(config: Config, view: HealthView, previous: Parts | None = None)
         identity=config.server.identity,
         udp_payload_size=config.server.udp_payload_size,
     )
-    return Parts(config, locator, zones, orders, handler, maps_id)
+    rrl = RateLimiter(config.server.rrl, zones) if config.server.rrl.enabled else None
+    return Parts(config, locator, zones, orders, handler, maps_id, rrl)
 
 
 def compile_maps(config: Config, cache_dir: Path) -> list[SteerMap]:
@@ -115,11 +118,15 @@ def compile_maps(config: Config, cache_dir: Path) -> list[SteerMap]:
 
 
 def load_cached_maps(parts: Parts, cache_dir: Path) -> bool:
-    """Give `parts` the maps a responder compiled and cached before, if any (no compile)."""
+    """Give `parts` the maps a responder compiled and cached before, if any (no compile).
+
+    The file's checksum is verified; its tiling was proven when it was compiled (and the
+    Python loop that proves it again would cost the responder 0.1 s and ~30 MB of RSS)."""
     if not parts.config.services:
         return False
     count = len(parts.orders.sets)
-    maps = load_cached(parts.locator, count, key=map_key(parts.config), cache_dir=cache_dir)
+    key = map_key(parts.config)
+    maps = load_cached(parts.locator, count, key=key, cache_dir=cache_dir, check_tiling=False)
     if maps is None:
         return False
     parts.orders.use_maps(maps)
@@ -145,13 +152,16 @@ def _unpack_maps(out: bytes) -> tuple[list[SteerMap], list[array.array[int]]]:
 
 
 async def prepare_maps(parts: Parts, cache_dir: Path) -> bool:
-    """Give `parts` its steering maps, compiled in a child process (neither the event loop nor
-    the GIL waits for it; cancelling kills it) or read from the disk cache there. False when
-    there is nothing to do or the compile failed (clients are then located directly, which is
-    correct, only with narrower scopes)."""
+    """Give `parts` its steering maps: from the disk cache (read in a thread), else compiled in
+    a child process (neither the event loop nor the GIL waits for it; cancelling kills it).
+    False when there is nothing to do or the compile failed (clients are then located
+    directly, which is correct, only with narrower scopes)."""
     if not parts.config.services or parts.orders.maps is not None:
         return False
     started = time.monotonic()
+    if await asyncio.to_thread(load_cached_maps, parts, cache_dir):
+        _log_ready(parts, started, "from the cache")
+        return True
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gslb.responder", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
@@ -169,12 +179,18 @@ async def prepare_maps(parts: Parts, cache_dir: Path) -> bool:
         log.error("steering map: compile failed (%s); clients are located directly", exc)
         return False
     parts.orders.use_maps(maps, indexes)
+    _log_ready(parts, started, "compiled")
+    return True
+
+
+def _log_ready(parts: Parts, started: float, how: str) -> None:
+    maps = parts.orders.maps or ()
     log.info(
-        "steering map ready in %.1f s: %s",
+        "steering map ready in %.1f s (%s): %s",
         time.monotonic() - started,
+        how,
         ", ".join(f"{len(m.starts_v4)} IPv4 + {len(m.starts_v6)} IPv6 blocks" for m in maps),
     )
-    return True
 
 
 class Responder:
@@ -186,7 +202,7 @@ class Responder:
         self.view = view or HealthView()
         self.cache_dir = cache_dir
         self.parts = build_parts(config, self.view)
-        self.ref = HandlerRef(self.parts.handler)
+        self.ref = HandlerRef(self.parts.handler, self.parts.rrl)
         self._all_down: set[str] = set()
         self._reloading = asyncio.Lock()
 
@@ -227,6 +243,16 @@ class Responder:
         if self.cache_dir is not None and await prepare_maps(parts, self.cache_dir) and self.parts is parts:
             parts.handler.maps_ready()
 
+    async def report_rate_limiting(self) -> None:
+        """Forever: one log line per `server.rrl.log_interval_s` in which replies were limited."""
+        while True:
+            interval = self.parts.config.server.rrl.log_interval_s
+            await asyncio.sleep(interval)
+            rrl = self.ref.rrl
+            line = rrl.summary(interval) if rrl is not None else None
+            if line is not None:
+                log.warning("%s", line)
+
     async def reload(self) -> bool:
         """SIGHUP: load and build off the event loop, swap in one assignment, then the maps."""
         async with self._reloading:
@@ -240,8 +266,11 @@ class Responder:
                 return False
             if config.server.listen != self.parts.config.server.listen:
                 log.warning("server.listen changed: it takes effect at the next restart")
+            if parts.rrl is not None and self.parts.rrl is not None:
+                parts.rrl.carry_over(self.parts.rrl)
             self.parts = parts
             self.ref.handler = parts.handler
+            self.ref.rrl = parts.rrl
             self.apply_view(self.view)  # health may have changed while it was built
             serials = ", ".join(f"{z.origin_text} serial {z.serial}" for z in parts.zones.all())
             log.info(

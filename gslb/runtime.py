@@ -198,13 +198,15 @@ async def serve(
             await stack.enter_async_context(run_metrics(config.server.metrics_listen, context))
 
         await stack.enter_async_context(_signals(stop, reload))
-        await stack.enter_async_context(
+        tcp = await stack.enter_async_context(
             dns_listeners(
                 responder.ref, config.server.listen, config.server.tcp, reuse_port=worker is not None
             )
         )
+        context.tcp = tcp.stats
         maps = asyncio.create_task(responder.prepare_maps())
-        stack.push_async_callback(cancel_all, [maps])
+        reports = asyncio.create_task(responder.report_rate_limiting())
+        stack.push_async_callback(cancel_all, [maps, reports])
         log.info(
             "gslb serving %d zones, %d services (%s mode)",
             len(config.zones),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gslb.dns.connections import TcpStats
 from gslb.probe.slot import ProberSlot
 from gslb.responder import Parts
 from gslb.state.store import Store
@@ -23,3 +24,4 @@ class ApiContext:
     sync: HealthSync
     probers: ProberSlot | None = None  # embedded mode: this process probes (slot.prober)
     responder_local: bool = False  # embedded mode: this process answers DNS (handler counters are ours)
+    tcp: Callable[[], TcpStats] | None = None  # this process's DNS-over-TCP counters, once it listens

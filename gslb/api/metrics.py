@@ -8,19 +8,28 @@ Prometheus conventions (base units: seconds; `_total` for counters). Series:
 - queries (responder): `gslb_dns_responses_total{rcode,service}`,
   `gslb_dns_answers_total{service,datacenter}` (steered answers by the datacenter chosen),
   `gslb_when_all_down_answers_total{service,mode}` (fail_open, fallback, servfail, drained),
+- response rate limiting (responder): `gslb_rrl_responses_total{action}` (slipped, dropped,
+  logged), `gslb_rrl_limited_total{class}` (answer, nxdomain, nodata, error, all, ecs),
+  `gslb_rrl_accounts`,
 - health: `gslb_endpoint_health{endpoint,service,datacenter}` (2 up, 1 degraded, 0 down),
   `gslb_endpoint_drained`, `gslb_datacenter_eligible{service,datacenter,region}`,
   `gslb_datacenter_state{datacenter,region,state}` (1 for the current state),
   `gslb_service_when_all_down{service,policy}` (1 while nothing is eligible), `gslb_drains{kind}`,
 - state: `gslb_state_version`, `gslb_state_view_generation`, `gslb_state_sync_age_seconds`,
   `gslb_state_store_connected`, `gslb_probers{freshness}`, `gslb_prober_heartbeat_age_seconds{prober}`,
+  `gslb_prober_stale{prober}`, `gslb_prober_stale_since_timestamp_seconds{prober}`,
+  `gslb_health_held` (1 while no prober is fresh and the last verdicts hold),
+  `gslb_health_held_seconds`, `gslb_endpoints_held{health}`, `gslb_endpoint_held{endpoint}`,
 - per prober and endpoint (api, when details can be read): `gslb_endpoint_rtt_ewma_seconds`,
   `gslb_endpoint_rtt_baseline_seconds`, `gslb_endpoint_check_ok`,
   `gslb_endpoint_last_check_timestamp_seconds`, `gslb_endpoint_prober_health`,
 - the in-process prober: `gslb_probe_checks_total{prober,result}`, `gslb_probe_errors_total`,
   `gslb_probe_late_total`, `gslb_probe_check_duration_seconds_total`,
   `gslb_probe_check_duration_seconds_max`, `gslb_probe_targets`, `gslb_probe_writes_total{result}`,
-- the api: `gslb_api_drain_requests_total{action,result}`.
+- the api: `gslb_api_drain_requests_total{action,result}`,
+- DNS over TCP (responder): `gslb_tcp_connections{state}` (idle, busy), `gslb_tcp_accepted_total`,
+  `gslb_tcp_refused_total{reason}` (client, network, total), `gslb_tcp_idle_closed_total` (closed
+  to make room at the cap), `gslb_tcp_timeouts_total{kind}` (idle, read).
 """
 
 from __future__ import annotations
@@ -36,8 +45,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gslb.api.context import ApiContext
 from gslb.api.report import datacenter_health
+from gslb.dns.rrl import CLASS_NAMES
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import DrainKind, Health
+from gslb.lograte import LogRate, bug_kind, describe
 from gslb.policy.nearest import service_states
 
 log = logging.getLogger(__name__)
@@ -57,7 +68,7 @@ class GslbCollector(Collector):
         self.clock = clock
         self.details: Snapshot | None = None
         self.api_requests: Counter[tuple[str, str]] = Counter()
-        self._failed = False
+        self._failures = LogRate(log, "failed metrics collections", level=logging.ERROR, clock=clock)
 
     def describe(self) -> list[Metric]:
         return []  # values are read live: no fixed description, no collection at registration
@@ -66,16 +77,19 @@ class GslbCollector(Collector):
         try:
             families = [
                 *self._queries(),
+                *self._rrl(),
                 *self._health(),
                 *self._state(),
                 *self._details(),
                 *self._prober(),
                 *self._api(),
+                *self._tcp(),
             ]
-        except Exception:
-            if not self._failed:
-                log.exception("metrics collection failed (logged once)")
-            self._failed = True
+        except Exception as e:
+            # A bug (the values are in memory: nothing here waits on the store). Its traceback
+            # once per kind and streak, then a count every interval: never silent for good.
+            if self._failures.first(describe(e), bug_kind(e)):
+                log.exception("metrics collection failed; this scrape is empty (repeats are counted)")
             return
         yield from families
 
@@ -113,6 +127,34 @@ class GslbCollector(Collector):
         for labels, count in sorted(by_mode.items()):
             all_down.add_metric(list(labels), count)
         yield from (responses, answers, all_down)
+
+    def _rrl(self) -> Iterator[Metric]:
+        if not self.context.responder_local:
+            return
+        rrl = self.context.parts().rrl
+        if rrl is None:
+            return
+        totals = rrl.totals
+        responses = CounterMetricFamily(
+            "gslb_rrl_responses",
+            "UDP replies limited by response rate limiting: slipped (sent truncated, TC=1), "
+            "dropped, or logged (log_only: sent in full)",
+            labels=["action"],
+        )
+        responses.add_metric(["slipped"], float(totals.slipped))
+        responses.add_metric(["dropped"], float(totals.dropped))
+        responses.add_metric(["logged"], float(totals.logged))
+        limited = CounterMetricFamily(
+            "gslb_rrl_limited",
+            "UDP replies over a rate limit, by the response class whose account was exhausted",
+            labels=["class"],
+        )
+        for name, count in zip(CLASS_NAMES, totals.by_class, strict=True):
+            limited.add_metric([name], float(count))
+        yield from (responses, limited)
+        yield GaugeMetricFamily(
+            "gslb_rrl_accounts", "Rate limiting accounts held (bounded by table_size)", value=rrl.table_size()
+        )
 
     def _health(self) -> Iterator[Metric]:
         config = self.context.parts().config
@@ -205,6 +247,52 @@ class GslbCollector(Collector):
         for prober_id, report in sorted(sync.snapshot.probers.items()):
             heartbeat.add_metric([prober_id], max(0.0, sync.snapshot.read_at - report.heartbeat_at))
         yield heartbeat
+        yield from self._staleness()
+
+    def _staleness(self) -> Iterator[Metric]:
+        sync = self.context.sync
+        picture = sync.staleness
+        stale = GaugeMetricFamily(
+            "gslb_prober_stale",
+            "1 when the prober's heartbeat is stale (left out of the vote)",
+            labels=["prober"],
+        )
+        since = GaugeMetricFamily(
+            "gslb_prober_stale_since_timestamp_seconds",
+            "When each stale prober's heartbeat went stale",
+            labels=["prober"],
+        )
+        for prober_id in sorted(sync.snapshot.probers):
+            went = picture.stale_since.get(prober_id)
+            stale.add_metric([prober_id], 0.0 if went is None else 1.0)
+            if went is not None:
+                since.add_metric([prober_id], went)
+        hold = picture.hold
+        holding = hold is not None and not hold.released
+        held = GaugeMetricFamily(
+            "gslb_health_held",
+            "1 while no prober is fresh and the last verdicts hold (static stability)",
+            value=1.0 if holding else 0.0,
+        )
+        held_for = GaugeMetricFamily(
+            "gslb_health_held_seconds", "Seconds since no prober is fresh (when the store was last read)"
+        )
+        if hold is not None:
+            held_for.add_metric([], max(0.0, sync.snapshot.read_at - hold.since))
+        counts = GaugeMetricFamily(
+            "gslb_endpoints_held",
+            "Endpoints kept not up by held verdicts of stale probers",
+            labels=["health"],
+        )
+        by_health = Counter(picture.held.values())
+        for health in (Health.DOWN, Health.DEGRADED):
+            counts.add_metric([health.value], float(by_health[health]))
+        per_endpoint = GaugeMetricFamily(
+            "gslb_endpoint_held", "1 while held verdicts keep the endpoint not up", labels=["endpoint"]
+        )
+        for endpoint_id in sorted(picture.held):
+            per_endpoint.add_metric([endpoint_id], 1.0)
+        yield from (stale, since, held, held_for, counts, per_endpoint)
 
     def _details(self) -> Iterator[Metric]:
         details = self.details
@@ -277,6 +365,39 @@ class GslbCollector(Collector):
         for (action, result), count in sorted(self.api_requests.items()):
             requests.add_metric([action, result], float(count))
         yield requests
+
+    def _tcp(self) -> Iterator[Metric]:
+        if self.context.tcp is None:
+            return
+        stats = self.context.tcp()
+        connections = GaugeMetricFamily(
+            "gslb_tcp_connections", "Open DNS-over-TCP connections, by state", labels=["state"]
+        )
+        connections.add_metric(["idle"], float(stats.idle))
+        connections.add_metric(["busy"], float(stats.connections - stats.idle))
+        yield connections
+        yield CounterMetricFamily(
+            "gslb_tcp_accepted", "DNS-over-TCP connections admitted", value=float(stats.accepted)
+        )
+        refused = CounterMetricFamily(
+            "gslb_tcp_refused",
+            "DNS-over-TCP connections refused, by the cap that refused them",
+            labels=["reason"],
+        )
+        for reason, count in stats.refused.items():
+            refused.add_metric([reason.value], float(count))
+        yield refused
+        yield CounterMetricFamily(
+            "gslb_tcp_idle_closed",
+            "Idle DNS-over-TCP connections closed to make room for a new one at the total cap",
+            value=float(stats.idle_closed),
+        )
+        timeouts = CounterMetricFamily(
+            "gslb_tcp_timeouts", "DNS-over-TCP connections closed by a timeout", labels=["kind"]
+        )
+        timeouts.add_metric(["idle"], float(stats.idle_timeouts))
+        timeouts.add_metric(["read"], float(stats.read_timeouts))
+        yield timeouts
 
 
 def _counter(name: str, doc: str, labels: list[str], value: float) -> CounterMetricFamily:

@@ -24,9 +24,11 @@ from gslb.config.model import (
     GeoConfig,
     Identity,
     IPAddress,
+    IPNetwork,
     Listen,
     Policy,
     ProberConfig,
+    RateLimit,
     ServerConfig,
     Service,
     StateConfig,
@@ -94,8 +96,8 @@ class _Reader:
         if value is None:
             return default
         if not low <= value <= high:
-            bound = f"below {low:g}" if value < low else f"above {high:g}"
-            self.problems.add(node, f"{value:g} is {bound}")
+            bound = f"below {_number(low)}" if value < low else f"above {_number(high)}"
+            self.problems.add(node, f"{_number(value)} is {bound}")
             return default
         return value  # type: ignore[return-value]
 
@@ -144,6 +146,13 @@ class _Reader:
         return listen
 
 
+def _number(value: float) -> str:
+    """12, 0.5, 2147483648 (not 2.14748e+09)."""
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    return f"{value:g}"
+
+
 def _listen(text: str) -> Listen | None:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
@@ -169,7 +178,10 @@ def _show(node: Node) -> str:
     if node.is_sequence:
         return "a list"
     value = node.scalar()
-    return "nothing" if value is None else repr(value)
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _absolute(name: str) -> str:
@@ -187,10 +199,19 @@ def _check_name(reader: _Reader, node: Node, name: str) -> bool:
 
 def load(path: Path | str) -> Config:
     """Read and validate one config file; raises ConfigError listing every problem."""
+    config, problems = read(path)
+    problems.raise_if_any()
+    return config
+
+
+def read(path: Path | str) -> tuple[Config, Problems]:
+    """The config as far as it can be read, with every problem found (defaults stand in for
+    bad values); `gslb check` uses it to check the zone files of an invalid config too. Raises
+    ConfigError only when the file cannot be read as YAML at all."""
     source = Path(path)
     problems = Problems(source)
     reader = _Reader(problems, source.resolve().parent)
-    root = parse(source)
+    root = parse(source, problems)
     top = reader.mapping(
         root,
         {"server", "zones", "geoip", "regions", "datacenters", "services", "state", "prober", "api"},
@@ -220,14 +241,13 @@ def load(path: Path | str) -> Config:
             f"{config.server.workers} workers need state.redis_url (each keeps its own view of the "
             "shared state; embedded mode runs one process)",
         )
-    problems.raise_if_any()
-    return config
+    return config, problems
 
 
 def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     default = ServerConfig()
     keys = reader.mapping(
-        node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen"}
+        node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen", "rrl"}
     )
     listen = tuple(reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen")))
     tcp_keys = reader.mapping(keys.get("tcp"), {f.name for f in fields(TcpLimits)})
@@ -237,6 +257,15 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
         max_connections=reader.number(tcp_keys.get("max_connections"), 1024, low=1, integer=True),
         max_connections_per_client=reader.number(
             tcp_keys.get("max_connections_per_client"), 64, low=1, integer=True
+        ),
+        max_connections_per_network=reader.number(
+            tcp_keys.get("max_connections_per_network"), 128, low=1, integer=True
+        ),
+        ipv4_prefix_length=reader.number(
+            tcp_keys.get("ipv4_prefix_length"), 24, low=0, high=32, integer=True
+        ),
+        ipv6_prefix_length=reader.number(
+            tcp_keys.get("ipv6_prefix_length"), 56, low=0, high=128, integer=True
         ),
     )
     ident_keys = reader.mapping(keys.get("identity"), {f.name for f in fields(Identity)})
@@ -250,6 +279,47 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
         metrics_listen=(
             reader.listen(keys["metrics_listen"], default.listen[0]) if "metrics_listen" in keys else None
         ),
+        rrl=_rate_limit(reader, keys.get("rrl")),
+    )
+
+
+def _rate_limit(reader: _Reader, node: Node | None) -> RateLimit:
+    d = RateLimit()
+    keys = reader.mapping(node, {f.name for f in fields(RateLimit)})
+    rates = {
+        name: reader.number(keys.get(name), getattr(d, name), low=0, high=10_000_000, integer=True)
+        for name in (
+            "responses_per_second",
+            "nxdomains_per_second",
+            "errors_per_second",
+            "all_per_second",
+            "ecs_per_second",
+        )
+    }
+    exempt: list[IPNetwork] = []
+    for item in reader.sequence(keys.get("exempt")):
+        text = item.scalar() if not (item.is_mapping or item.is_sequence) else None
+        try:
+            exempt.append(ipaddress.ip_network(str(text), strict=True))
+        except ValueError as exc:
+            reader.problems.add(item, f"{_show(item)} is not a network like 192.0.2.0/24 ({exc})")
+    return RateLimit(
+        enabled=reader.value(keys.get("enabled"), bool, d.enabled),
+        window_s=reader.number(keys.get("window_s"), d.window_s, low=1, high=3600, integer=True),
+        slip=reader.number(keys.get("slip"), d.slip, low=0, high=10, integer=True),
+        ipv4_prefix_length=reader.number(
+            keys.get("ipv4_prefix_length"), d.ipv4_prefix_length, low=0, high=32, integer=True
+        ),
+        ipv6_prefix_length=reader.number(
+            keys.get("ipv6_prefix_length"), d.ipv6_prefix_length, low=0, high=128, integer=True
+        ),
+        exempt=tuple(exempt) if "exempt" in keys else d.exempt,
+        log_only=reader.value(keys.get("log_only"), bool, d.log_only),
+        table_size=reader.number(
+            keys.get("table_size"), d.table_size, low=100, high=10_000_000, integer=True
+        ),
+        log_interval_s=reader.number(keys.get("log_interval_s"), d.log_interval_s, low=0.1),
+        **rates,
     )
 
 
@@ -479,6 +549,7 @@ def _prober(reader: _Reader, node: Node | None) -> ProberConfig:
             keys.get("heartbeat_interval_s"), d.heartbeat_interval_s, low=0.01
         ),
         stale_after_s=reader.number(keys.get("stale_after_s"), d.stale_after_s, low=0.01),
+        hold_stale_s=reader.number(keys.get("hold_stale_s"), d.hold_stale_s, low=0),
         max_concurrency=reader.number(keys.get("max_concurrency"), d.max_concurrency, low=1, integer=True),
     )
 

@@ -27,7 +27,10 @@ class TcpLimits:
     idle_timeout_s: float = 10.0
     read_timeout_s: float = 3.0
     max_connections: int = 1024
-    max_connections_per_client: int = 64
+    max_connections_per_client: int = 64  # from one address
+    max_connections_per_network: int = 128  # from one client network (a /24 or /56 by default)
+    ipv4_prefix_length: int = 24
+    ipv6_prefix_length: int = 56
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,29 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Response rate limiting of UDP replies (`gslb.dns.rrl`); per-second rates of 0 do not
+    limit their class. The defaults are far above what a busy resolver network sends."""
+
+    enabled: bool = True
+    responses_per_second: int = 100  # answers, per (client network, name, type[, ECS subnet])
+    nxdomains_per_second: int = 100  # NXDOMAIN and NODATA, per (client network, zone)
+    errors_per_second: int = 100  # REFUSED, FORMERR, SERVFAIL, NOTIMP, ... per client network
+    all_per_second: int = 0  # every reply, per client network (0: off, as in BIND)
+    ecs_per_second: int = 20_000  # a steered name and type, summed over one network's ECS subnets
+    window_s: int = 15  # a limited account recovers after about this long without a flood
+    slip: int = 2  # every Nth limited reply goes out truncated (TC=1); 0 drops all, 1 slips all
+    ipv4_prefix_length: int = 24
+    ipv6_prefix_length: int = 56
+    # Loopback sources cannot come from the network (the kernel drops them as martians), so no
+    # reply to them can be reflected at anyone: local proxies, checks and tests are not limited.
+    exempt: tuple[IPNetwork, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+    log_only: bool = False  # count and log what would be limited, send everything
+    table_size: int = 50_000  # accounts kept (~20 MB when full; evicted by generations, gradually)
+    log_interval_s: float = 10.0  # one summary line per interval in which replies were limited
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[Listen, ...] = (Listen("127.0.0.1", 5353),)
     workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); > 1 needs Redis
@@ -48,6 +74,7 @@ class ServerConfig:
     tcp: TcpLimits = TcpLimits()
     identity: Identity = Identity()
     metrics_listen: Listen | None = None
+    rrl: RateLimit = RateLimit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +193,7 @@ class ProberConfig:
     quorum: int | None = None  # None: majority of fresh probers
     heartbeat_interval_s: float = 1.0
     stale_after_s: float = 5.0
+    hold_stale_s: float | None = None  # no fresh prober: last verdicts hold this long (None: forever)
     max_concurrency: int = 256
 
 

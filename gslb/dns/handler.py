@@ -6,16 +6,20 @@ when health changes) and its reply caches. Every failure is mapped: short header
 drop, malformed -> FORMERR, unknown opcode -> NOTIMP, a bug -> SERVFAIL plus one log line.
 
 Hot path, cheapest first:
-1. `replies` (a `ReplyCache`) by the request bytes after the ID: one lookup and one
-   concatenation. A steered name asked without a usable ECS subnet is marked per client and
-   looked up again by (sender, bytes). Steered entries carry the health generation they were
-   built under and are stale after a change; static ones never are.
-2. `shapes`, for ECS queries with new bytes (a new client subnet): keyed by the request
-   without its ID and ECS address (always the message's last bytes). The shape knows the
-   service and family; the ECS address goes through the steering map (one bisect) to an
-   order class, the class to a decision, and the reply built once for (decision, scope) is
-   copied with the query's ID and address. No full decode, no objects for the collector.
-3. The full path: strict decode, zone lookup, steering, message build; it fills both caches.
+1. The reply cache (`ReplyCache`, one per transport) by the request bytes after the ID: one
+   lookup and one concatenation. A steered name asked without a usable ECS subnet is marked
+   per client and looked up again by (sender, bytes). Steered entries carry the health
+   generation they were built under and are stale after a change; static ones never are.
+2. Shapes, for ECS queries with new bytes (a new client subnet): keyed by the request
+   without its ID and ECS address (always the message's last bytes). The ECS address goes
+   through the steering map (a bisect inside its /16) to the map block's value (order class
+   and prefix); the reply built once per block value (the decision and the scope follow from
+   it) is copied with the query's ID and address. No full decode, no objects for the collector.
+3. A question in mixed case (0x20) is looked up again in lower case, and its case is put back
+   into the copy: everything is kept under the lower-case question.
+4. The full path: strict decode, zone lookup, steering, message build; it fills the caches.
+Shapes and caches are dropped or made stale when health or the maps change, never cleared
+while serving a flood: the reply cache evicts by generations (`gslb.dns.cache`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from gslb.dns.codec import (
     is_public_value,
 )
 from gslb.errors import MalformedQuery
+from gslb.lograte import LogRate, bug_kind, describe
 from gslb.policy.nearest import Mode
 from gslb.policy.steering import OrderMap, Orders, Placement, Steering
 from gslb.zone import name as dnsname
@@ -65,6 +70,7 @@ from gslb.zone.codes import (
 from gslb.zone.zone import Outcome, Record, Result, Zones
 
 log = logging.getLogger(__name__)
+BUGS = LogRate(log, "queries that hit a bug already logged, answered SERVFAIL", level=logging.ERROR)
 
 UDP_MIN = 512
 TCP_LIMIT = 65535
@@ -207,8 +213,12 @@ class Handler:
                 if reply is not None:
                     return reply
             return self._answer(wire, peer, tcp, cache)
-        except Exception:
-            log.exception("bug while answering a query; replying SERVFAIL")
+        except Exception as e:
+            # Every packet may hit the same bug: its traceback once per kind, then a count per 10 s.
+            if BUGS.first(f"{describe(e)} (query from {peer})", bug_kind(e)):
+                log.exception(
+                    "bug while answering a query from %s; replying SERVFAIL (repeats are counted)", peer
+                )
             self.counts[self.label_id(ReplyLabel("SERVFAIL"))] += 1
             return header_only(wire, Rcode.SERVFAIL) if len(wire) >= 12 else None
 

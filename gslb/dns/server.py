@@ -1,10 +1,12 @@
 """UDP and TCP listeners around the synchronous handler.
 
 Adapter layer (asyncio sockets). UDP: one callback per datagram, no task per packet, no
-parsing here. TCP follows RFC 7766: pipelined queries answered in order, an idle timeout
-between queries, a read timeout per message against slow senders, and caps on concurrent
-connections in total and per client. The handler is reached through a `HandlerRef` so that
-a reload swaps it with one assignment.
+parsing here; replies pass the response rate limiter (`gslb.dns.rrl`). TCP follows RFC 7766:
+pipelined queries answered in order, an idle timeout between queries, a read timeout per
+message against slow senders, and caps on concurrent connections in total, per client address
+and per client network, the connection idle the longest closed first at the total cap
+(`gslb.dns.connections`). The handler is reached through a `HandlerRef` (with the rate
+limiter) so that a reload swaps them with one assignment.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
+import resource
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from gslb.config.model import Listen, TcpLimits
+from gslb.dns.connections import Connection, ConnectionTable, Refusal, TcpStats
 from gslb.dns.handler import Handler
+from gslb.dns.rrl import RateLimiter
 from gslb.lifecycle import cancel_all
 
 log = logging.getLogger(__name__)
@@ -29,10 +35,15 @@ log = logging.getLogger(__name__)
 # a DNS query over UDP is never larger than 64 KiB, and ours never above a few KiB.
 _UDP_READ_SIZE = 65535
 
+# asyncio's default listen backlog (100) overflowed under a burst of 2,000 connections
+# (bench/tcp_fairness_bench.py): each dropped SYN costs its client a 1 s retransmit.
+_TCP_BACKLOG = 1024
+
 
 @dataclass
 class HandlerRef:
     handler: Handler
+    rrl: RateLimiter | None = None  # response rate limiting of UDP replies (never TCP)
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -47,9 +58,15 @@ class UdpProtocol(asyncio.DatagramProtocol):
             transport.max_size = _UDP_READ_SIZE
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.ref.handler.handle(data, str(addr[0]))
+        peer = str(addr[0])
+        ref = self.ref
+        reply = ref.handler.handle(data, peer)
         if reply is None:
             return
+        if ref.rrl is not None:
+            reply = ref.rrl.limit(reply, peer, monotonic())
+            if reply is None:
+                return
         # Straight to the non-blocking socket: uvloop's sendto() resolves the address on
         # every call and costs more than the whole cached answer (measured: 60% of the time).
         try:
@@ -65,65 +82,134 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
 
 class TcpServer:
-    """RFC 7766 TCP: length-prefixed messages, pipelining, timeouts and connection caps."""
+    """RFC 7766 TCP: length-prefixed messages, pipelining, timeouts and fair connection caps.
+
+    Admission and the idle order are a `ConnectionTable`'s: at the total cap a new connection
+    closes the one idle the longest. The idle timeout is one timer for the whole server (the
+    table's sweep, due when the longest idle connection is), not one per connection and query.
+    """
 
     def __init__(self, ref: HandlerRef, limits: TcpLimits) -> None:
         self.ref = ref
         self.limits = limits
-        self.connections = 0
-        self.per_client: Counter[str] = Counter()
-        self.refused = 0
+        self.table = ConnectionTable(limits)
+        self.read_timeouts = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._pressure_log_at = -math.inf
+
+    def stats(self) -> TcpStats:
+        """Live counters for /metrics."""
+        return self.table.stats(read_timeouts=self.read_timeouts)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else "?"
-        if (
-            self.connections >= self.limits.max_connections
-            or self.per_client[client] >= self.limits.max_connections_per_client
-        ):
-            self.refused += 1
+        table = self.table
+        closed_before = table.idle_closed
+        # abort, not close: close() waits for unsent replies, forever if the client never reads
+        conn = table.admit(client, writer.transport.abort, now=loop.time())
+        if isinstance(conn, Refusal) or table.idle_closed != closed_before:
+            self._log_pressure(loop.time())
+        if isinstance(conn, Refusal):
             writer.close()
             return
-        self.connections += 1
-        self.per_client[client] += 1
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
         try:
-            await self._loop(reader, writer, client)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            await self._loop(reader, writer, conn)
+        except TimeoutError:
+            self.read_timeouts += 1
+            writer.transport.abort()  # a reply it does not read must not keep the socket open
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             if task is not None:
                 self.tasks.discard(task)
-            self.connections -= 1
-            self.per_client[client] -= 1
-            if not self.per_client[client]:
-                del self.per_client[client]
+            table.release(conn)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def close(self) -> None:
         """Cut every open connection (at shutdown) and wait for their tasks to end."""
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         await cancel_all(list(self.tasks))
 
-    async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
+    async def _loop(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Connection
+    ) -> None:
         limits = self.limits
+        table = self.table
+        loop = asyncio.get_running_loop()
         while True:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel at shutdown
-            async with asyncio.timeout(limits.idle_timeout_s):
-                head = await reader.readexactly(2)
+            # Idle: the sweep timer (or a new connection at the cap) closes the transport,
+            # and readexactly raises IncompleteReadError.
+            table.idle(conn, now=loop.time())
+            if self._sweep_timer is None:
+                self._sweep_timer = loop.call_at(conn.idle_since + limits.idle_timeout_s, self._sweep)
+            head = await reader.readexactly(2)
+            table.busy(conn)
+            if conn.released:
+                return  # closed as idle while its query arrived
             length = int.from_bytes(head, "big")
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel at shutdown
             async with asyncio.timeout(limits.read_timeout_s):
                 message = await reader.readexactly(length)
-            reply = self.ref.handler.handle(message, client, tcp=True)
+            reply = self.ref.handler.handle(message, conn.client, tcp=True)
             if reply is None:
                 continue
             writer.write(len(reply).to_bytes(2, "big") + reply)
             async with asyncio.timeout(limits.read_timeout_s):
                 await writer.drain()
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        # uvloop's timers have millisecond resolution: what is due within 1 ms is due now.
+        due = self.table.expire(now=loop.time() + 0.001)
+        self._sweep_timer = None if due is None else loop.call_at(due, self._sweep)
+
+    def _log_pressure(self, now: float) -> None:
+        """At most one line a minute while connections are refused or closed to make room."""
+        if now - self._pressure_log_at < 60.0:
+            return
+        self._pressure_log_at = now
+        stats = self.table.stats()
+        log.warning(
+            "TCP under pressure: %d connections (%d idle); so far %d idle closed to make room, refused: %s",
+            stats.connections,
+            stats.idle,
+            stats.idle_closed,
+            ", ".join(f"{count} {reason.value} cap" for reason, count in stats.refused.items() if count)
+            or "none",
+        )
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Room for every allowed TCP connection plus the process's other files.
+
+    Past the soft RLIMIT_NOFILE accept() fails with EMFILE and asyncio stops accepting for a
+    second: everyone's TCP fails, not just the newest. The hard limit is the operator's
+    (systemd's LimitNOFILE=); say so when it is too low.
+    """
+    want = max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < want:
+        log.warning(
+            "open-file limit %d is too low for server.tcp.max_connections %d (needs about %d)",
+            new,
+            max_connections,
+            want,
+        )
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -137,6 +223,7 @@ async def dns_listeners(
     """Open UDP and TCP on every address; close them on exit."""
     loop = asyncio.get_running_loop()
     tcp = TcpServer(ref, limits)
+    _raise_fd_limit(limits.max_connections)
     transports: list[asyncio.BaseTransport] = []
     servers: list[asyncio.Server] = []
     try:
@@ -154,7 +241,13 @@ async def dns_listeners(
             )
             transports.append(transport)
             server = await asyncio.start_server(
-                tcp.serve, item.host, item.port, family=family, reuse_address=True, reuse_port=reuse_port
+                tcp.serve,
+                item.host,
+                item.port,
+                family=family,
+                reuse_address=True,
+                reuse_port=reuse_port,
+                backlog=_TCP_BACKLOG,
             )
             servers.append(server)
             log.info("listening on %s port %d (UDP and TCP)", item.host, item.port)
