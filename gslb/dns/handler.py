@@ -3,7 +3,8 @@
 Adapter layer (DNS wire). It never awaits and never touches Redis: it reads the zones, the
 client `Orders` (compiled steering maps), the current `Steering` (swapped by one assignment
 when health changes) and its reply caches. Every failure is mapped: short header or QR=1 ->
-drop, malformed -> FORMERR, unknown opcode -> NOTIMP, a bug -> SERVFAIL plus one log line.
+drop, malformed -> FORMERR, unknown opcode -> NOTIMP, a bug -> SERVFAIL, its traceback logged
+once per kind and then counted (`gslb.lograte`).
 
 Hot path, cheapest first:
 1. The reply cache (`ReplyCache`, one per transport) by the request bytes after the ID: one
