@@ -75,7 +75,13 @@ def build_locator(config: Config) -> Locator:
             raise ConfigError(
                 str(config.geoip.overrides), [f'unknown datacenter "{n}" (known: {known})' for n in unknown]
             )
-    return Locator(config.geoip.database, overrides)
+    locator = Locator(config.geoip.database, overrides)
+    if config.geoip.database is None:
+        log.warning(
+            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
+            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
+        )
+    return locator
 
 
 def map_key(config: Config) -> str:

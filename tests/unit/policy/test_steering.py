@@ -20,8 +20,8 @@ from gslb.config.model import Config, GeoConfig
 from gslb.geo.locator import Locator
 from gslb.health.view import HealthView
 from gslb.policy.steering import Orders, Steering, scope_network
-from gslb.responder import compile_maps
-from tests.server_fixture import BASIC_CONFIG, GEOIP_DATA
+from gslb.responder import build_locator, compile_maps
+from tests.server_fixture import BASIC_CONFIG, EXAMPLE_CONFIG, GEOIP_DATA
 
 CITY_DB = GEOIP_DATA / "GeoIP2-City-Test.mmdb"
 SERVICE = "www.gslb.example.com."
@@ -125,3 +125,9 @@ def test_every_client_inside_a_scope_gets_the_same_order(
     probes += [max(o.network_address, block.network_address) for o in NETWORKS if o.overlaps(block)]
     for probe in probes:
         assert direct.place(service, probe).order == placement.order
+
+
+def test_the_bundled_2018_database_is_named_as_old(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="gslb.responder"):
+        build_locator(load(EXAMPLE_CONFIG)).close()
+    assert "bundled GeoLite2 City database is from 2018" in caplog.text
