@@ -113,7 +113,7 @@ def build_parts(config: Config, view: HealthView, previous: Parts | None = None)
     return Parts(config, locator, zones, orders, handler, maps_id, rrl)
 
 
-def compile_maps(config: Config, cache_dir: Path) -> list[SteerMap]:
+def maps_for_config(config: Config, cache_dir: Path) -> list[SteerMap]:
     """The steering maps of `config` (from the disk cache, or compiled and cached)."""
     locator = build_locator(config)
     try:
@@ -144,7 +144,7 @@ def _child_main() -> None:
     maps at a low priority, write them pickled to stdout."""
     os.nice(10)
     config, cache_dir = pickle.load(sys.stdin.buffer)
-    maps = compile_maps(config, cache_dir)
+    maps = maps_for_config(config, cache_dir)
     pickle.dump([(m.to_bytes(), m.index_v4().tobytes()) for m in maps], sys.stdout.buffer)
 
 

@@ -39,7 +39,7 @@ import dns.rcode
 from gslb.config.loader import load
 from gslb.dns.handler import Handler
 from gslb.health.view import HealthView
-from gslb.responder import build_parts, compile_maps
+from gslb.responder import build_parts, maps_for_config
 from tests.server_fixture import BASIC_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -641,7 +641,7 @@ def build_handler(maps_dir: Path | None) -> Handler:
     config = replace(config, geoip=replace(config.geoip, database=TEST_GEOIP))
     parts = build_parts(config, HealthView())
     if maps_dir is not None:
-        parts.orders.use_maps(compile_maps(config, maps_dir))
+        parts.orders.use_maps(maps_for_config(config, maps_dir))
         parts.handler.maps_ready()
     return parts.handler
 

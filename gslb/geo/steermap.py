@@ -27,7 +27,6 @@ import logging
 import os
 import struct
 import sys
-import tempfile
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from operator import add, eq, mod
 from pathlib import Path
 from typing import Final
 
+from gslb.atomicfile import write_atomically
 from gslb.config.model import Override
 from gslb.geo.locator import Location, Locator
 
@@ -220,7 +220,7 @@ def load_or_compile(
     path = cache_dir / f"steermap-{cache_key(locator, key)}.bin"
     maps = compile_maps(locator, classifiers)
     try:
-        _write_atomically(path, _maps_to_bytes(maps))
+        write_atomically(path, _maps_to_bytes(maps))
     except OSError as exc:
         log.warning("cannot write steering map cache %s (%s)", path, exc.strerror or exc)
     else:
@@ -587,22 +587,6 @@ def _prune_cache(cache_dir: Path) -> None:
         with contextlib.suppress(OSError):
             stale.unlink()
             log.info("removed stale steering map cache %s", stale)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _override_line(override: Override) -> str:

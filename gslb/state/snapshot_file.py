@@ -8,12 +8,10 @@ returns None: a bad cache must never stop a responder from starting.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from gslb.atomicfile import write_atomically
 from gslb.errors import StateError
 from gslb.health.snapshot import Snapshot
 from gslb.state.codec import snapshot_from_json, snapshot_to_json
@@ -23,19 +21,7 @@ log = logging.getLogger(__name__)
 
 def save_snapshot(path: Path, snapshot: Snapshot, *, saved_at: float) -> None:
     """Write `snapshot` to `path` atomically (temporary file, fsync, rename)."""
-    data = snapshot_to_json(snapshot, saved_at=saved_at).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, snapshot_to_json(snapshot, saved_at=saved_at).encode())
 
 
 def load_snapshot(path: Path) -> Snapshot | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from gslb.config.loader import load
-from gslb.responder import compile_maps
+from gslb.responder import maps_for_config
 from gslb.runtime import map_cache_dir
 from tests.server_fixture import EXAMPLE_CONFIG
 
@@ -22,7 +22,7 @@ from tests.server_fixture import EXAMPLE_CONFIG
 def steering_map_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    compile_maps(load(EXAMPLE_CONFIG), map_cache_dir())
+    maps_for_config(load(EXAMPLE_CONFIG), map_cache_dir())
     yield
     if previous is None:
         del os.environ["XDG_CACHE_HOME"]

@@ -9,9 +9,9 @@ import pytest
 
 from gslb.dns.codec import Drop, NotImplementedOpcode, decode_ecs, decode_query, header_only
 from gslb.errors import MalformedQuery
-from gslb.zone.name import from_text as encode_name
+from gslb.zone.name import from_text
 
-QNAME = encode_name("www.gslb.example.com.")
+QNAME = from_text("www.gslb.example.com.")
 QUESTION = QNAME + struct.pack("!HH", 1, 1)
 
 
@@ -40,9 +40,9 @@ def test_plain_query() -> None:
 
 
 def test_case_is_kept_on_the_wire_and_folded_for_lookup() -> None:
-    query = decode_query(header() + encode_name("WwW.GsLb.example.COM.") + struct.pack("!HH", 1, 1))
-    assert query.qname == encode_name("www.gslb.example.com.")
-    assert query.qname_wire == encode_name("WwW.GsLb.example.COM.")
+    query = decode_query(header() + from_text("WwW.GsLb.example.COM.") + struct.pack("!HH", 1, 1))
+    assert query.qname == from_text("www.gslb.example.com.")
+    assert query.qname_wire == from_text("WwW.GsLb.example.COM.")
 
 
 def test_edns_with_ecs_nsid_and_do() -> None:

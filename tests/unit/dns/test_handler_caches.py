@@ -19,7 +19,7 @@ from gslb.config.model import Config
 from gslb.dns.cache import ReplyCache
 from gslb.dns.handler import Handler
 from gslb.health.view import HealthView
-from gslb.responder import Parts, build_parts, compile_maps
+from gslb.responder import Parts, build_parts, maps_for_config
 from gslb.zone.name import from_text
 from tests.server_fixture import EXAMPLE_CONFIG, GEOIP_DATA
 
@@ -47,7 +47,7 @@ def maps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def parts_for(config: Config, maps_dir: Path, *, with_maps: bool = True) -> Parts:
     parts = build_parts(config, HealthView())
     if with_maps:
-        parts.orders.use_maps(compile_maps(config, maps_dir))
+        parts.orders.use_maps(maps_for_config(config, maps_dir))
         parts.handler.maps_ready()
     return parts
 

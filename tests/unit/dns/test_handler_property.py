@@ -23,7 +23,7 @@ from gslb.config.loader import load
 from gslb.dns.handler import Handler
 from gslb.health.view import HealthView
 from gslb.responder import build_parts
-from gslb.zone.name import from_text as encode_name
+from gslb.zone.name import from_text
 from tests.dnsfuzz import ECS_SUBNETS, PEERS, Mutator, corpus, ecs_option, judge, make_query
 from tests.dnsfuzz import build_handler as build_fuzz_handler
 from tests.server_fixture import EXAMPLE_CONFIG
@@ -70,9 +70,7 @@ def near_valid_queries(draw: st.DrawFn) -> bytes:
     flags = draw(st.integers(0, 0xFFFF)) & ~0x8000
     counts = draw(st.tuples(st.just(1), st.integers(0, 1), st.integers(0, 1), st.integers(0, 3)))
     wire = bytearray(struct.pack("!HHHHHH", draw(st.integers(0, 0xFFFF)), flags, *counts))
-    wire += encode_name(draw(names)) + struct.pack(
-        "!HH", draw(st.integers(0, 300)), draw(st.integers(0, 300))
-    )
+    wire += from_text(draw(names)) + struct.pack("!HH", draw(st.integers(0, 300)), draw(st.integers(0, 300)))
     for _ in range(counts[3]):
         options = draw(st.binary(max_size=40))
         wire += b"\x00" + struct.pack(

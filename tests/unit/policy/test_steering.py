@@ -20,7 +20,7 @@ from gslb.config.model import Config, GeoConfig
 from gslb.geo.locator import Locator
 from gslb.health.view import HealthView
 from gslb.policy.steering import Orders, Steering, scope_network
-from gslb.responder import build_locator, compile_maps
+from gslb.responder import build_locator, maps_for_config
 from tests.server_fixture import BASIC_CONFIG, EXAMPLE_CONFIG, GEOIP_DATA
 
 CITY_DB = GEOIP_DATA / "GeoIP2-City-Test.mmdb"
@@ -43,7 +43,7 @@ def orders_for(default_order: tuple[str, ...], *, maps: bool = True) -> Orders:
     config = replace(_CONFIG, geoip=GeoConfig(CITY_DB, None, default_order))
     orders = Orders(config, Locator(CITY_DB))
     if maps:
-        orders.use_maps(compile_maps(config, _MAPS_DIR))
+        orders.use_maps(maps_for_config(config, _MAPS_DIR))
     return orders
 
 
