@@ -37,8 +37,7 @@ from gslb.policy.nearest import (
 IPNetwork = IPv4Network | IPv6Network
 Order = tuple[str, ...]
 
-MIXED: Final = 0xFFFF  # an OrderMap class id: "not uniform at the map's resolution, locate directly"
-MAPPED_START: Final = 0xFFFF << 32  # ::ffff:0:0/96: IPv4 clients written as IPv6
+MIXED: Final = 0xFFFF  # gslb.geo.steermap.MIXED (this layer may not import geo): "locate directly"
 _ORDER_CACHE_LIMIT = 200_000
 
 

@@ -131,3 +131,10 @@ def test_the_bundled_2018_database_is_named_as_old(caplog: pytest.LogCaptureFixt
     with caplog.at_level("WARNING", logger="gslb.responder"):
         build_locator(load(EXAMPLE_CONFIG)).close()
     assert "bundled GeoLite2 City database is from 2018" in caplog.text
+
+
+def test_the_mixed_class_id_is_the_maps() -> None:
+    from gslb.geo import steermap
+    from gslb.policy import steering
+
+    assert steering.MIXED == steermap.MIXED
