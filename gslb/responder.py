@@ -75,13 +75,7 @@ def build_locator(config: Config) -> Locator:
             raise ConfigError(
                 str(config.geoip.overrides), [f'unknown datacenter "{n}" (known: {known})' for n in unknown]
             )
-    locator = Locator(config.geoip.database, overrides)
-    if config.geoip.database is None:
-        log.warning(
-            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
-            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
-        )
-    return locator
+    return Locator(config.geoip.database, overrides)
 
 
 def map_key(config: Config) -> str:
@@ -96,6 +90,11 @@ def build_parts(config: Config, view: HealthView, previous: Parts | None = None)
     problem. The maps of `previous` are kept when nothing they depend on changed."""
     zones = load_zones(config)
     locator = build_locator(config)  # always anew: the database or overrides file may have changed
+    if config.geoip.database is None:
+        log.warning(
+            "the bundled GeoLite2 City database is from 2018 and places many networks wrongly "
+            "today: set geoip.database to a current MaxMind GeoIP2/GeoLite2 or DB-IP City file"
+        )
     orders = Orders(config, locator)
     maps_id = cache_key(locator, map_key(config)) if config.services else ""
     previous_maps = previous.orders.maps if previous is not None else None
@@ -145,7 +144,13 @@ def _child_main() -> None:
     os.nice(10)
     config, cache_dir = pickle.load(sys.stdin.buffer)
     maps = maps_for_config(config, cache_dir)
-    pickle.dump([(m.to_bytes(), m.index_v4().tobytes()) for m in maps], sys.stdout.buffer)
+    try:
+        pickle.dump([(m.to_bytes(), m.index_v4().tobytes()) for m in maps], sys.stdout.buffer)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the responder is gone (stopped, or killed): nobody to tell
+        # Python's documented way out: the exit-time flush must not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def _unpack_maps(out: bytes) -> tuple[list[SteerMap], list[array.array[int]]]:

@@ -61,6 +61,8 @@ def test_workers_share_the_port_restart_reload_and_stop(
 ) -> None:
     server = gslb_factory(workers_config(redis_server.url))
     wait_until(lambda: len(children(server.proc.pid)) == 2)
+    # both serve before one is killed: else the restarted one's line would be only the second
+    wait_until(lambda: server.output().count("gslb serving") >= 2)
     first = children(server.proc.pid)
     assert static_answer(server.port) == {"192.0.2.80"}
     # a worker that dies is replaced; the other one keeps answering meanwhile

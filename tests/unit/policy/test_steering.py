@@ -20,7 +20,7 @@ from gslb.config.model import Config, GeoConfig
 from gslb.geo.locator import Locator
 from gslb.health.view import HealthView
 from gslb.policy.steering import Orders, Steering, scope_network
-from gslb.responder import build_locator, maps_for_config
+from gslb.responder import build_parts, maps_for_config
 from tests.server_fixture import BASIC_CONFIG, EXAMPLE_CONFIG, GEOIP_DATA
 
 CITY_DB = GEOIP_DATA / "GeoIP2-City-Test.mmdb"
@@ -129,7 +129,7 @@ def test_every_client_inside_a_scope_gets_the_same_order(
 
 def test_the_bundled_2018_database_is_named_as_old(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="gslb.responder"):
-        build_locator(load(EXAMPLE_CONFIG)).close()
+        build_parts(load(EXAMPLE_CONFIG), HealthView()).locator.close()
     assert "bundled GeoLite2 City database is from 2018" in caplog.text
 
 
