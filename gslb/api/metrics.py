@@ -7,6 +7,7 @@ Prometheus conventions (base units: seconds; `_total` for counters). Series:
 
 - queries (responder): `gslb_dns_responses_total{rcode,service}`,
   `gslb_dns_answers_total{service,datacenter}` (steered answers by the datacenter chosen),
+  `gslb_dns_endpoint_answers_total{service,datacenter,endpoint}` (each address a reply carries),
   `gslb_when_all_down_answers_total{service,mode}` (fail_open, fallback, servfail, drained),
 - response rate limiting (responder): `gslb_rrl_responses_total{action}` (slipped, dropped,
   logged), `gslb_rrl_limited_total{class}` (answer, nxdomain, nodata, error, all, ecs),
@@ -27,6 +28,18 @@ Prometheus conventions (base units: seconds; `_total` for counters). Series:
   `gslb_probe_late_total`, `gslb_probe_check_duration_seconds_total`,
   `gslb_probe_check_duration_seconds_max`, `gslb_probe_targets`, `gslb_probe_writes_total{result}`,
 - the api: `gslb_api_drain_requests_total{action,result}`,
+- the fleet (api, from the responders' registrations): `gslb_responders{status}` (up, stale,
+  stopped), `gslb_responder_info{responder,host,version,config_hash,identity}` (1),
+  `gslb_responder_up{responder}` (1 up, 0 stale or stopped), `gslb_responder_heartbeat_age_seconds`,
+  `gslb_responder_zone_serial{responder,zone}`, `gslb_responder_last_reload_success{responder}`
+  (1 ok, 0 failed; absent before the first reload), `gslb_responder_last_reload_timestamp_seconds`,
+  `gslb_responder_state_version`, `gslb_responder_sync_age_seconds`,
+  `gslb_responder_answers_total{responder,datacenter}`,
+  `gslb_responder_answers_per_second{responder,datacenter}`, `gslb_zone_serial_drift{zone}`
+  (1 while live responders serve the zone with different serials), `gslb_config_drift` (1 while
+  live responders run different config files),
+- this responder's reloads and zones: `gslb_reload_total{result}` (ok, failed),
+  `gslb_zone_serial{zone}`, `gslb_config_last_reload_success`,
 - DNS over TCP (responder): `gslb_tcp_connections{state}` (idle, busy), `gslb_tcp_accepted_total`,
   `gslb_tcp_refused_total{reason}` (client, network, total), `gslb_tcp_idle_closed_total` (closed
   to make room at the cap), `gslb_tcp_timeouts_total{kind}` (idle, read).
@@ -44,12 +57,20 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gslb.api.context import ApiContext
-from gslb.api.report import datacenter_health
+from gslb.api.report import (
+    ResponderStatus,
+    config_drift,
+    datacenter_health,
+    live_responders,
+    responder_status,
+    serial_drift,
+)
 from gslb.dns.rrl import CLASS_NAMES
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import DrainKind, Health
 from gslb.lograte import LogRate, bug_kind, describe
-from gslb.policy.nearest import service_states
+from gslb.policy.decision import service_states
+from gslb.state.responders import ResponderRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +88,7 @@ class GslbCollector(Collector):
         self.context = context
         self.clock = clock
         self.details: Snapshot | None = None
+        self.responders: tuple[ResponderRecord, ...] | None = None  # refreshed by the scrape handler
         self.api_requests: Counter[tuple[str, str]] = Counter()
         self._failures = LogRate(log, "failed metrics collections", level=logging.ERROR, clock=clock)
 
@@ -84,6 +106,8 @@ class GslbCollector(Collector):
                 *self._prober(),
                 *self._api(),
                 *self._tcp(),
+                *self._reloads(),
+                *self._fleet(),
             ]
         except Exception as e:
             # A bug (the values are in memory: nothing here waits on the store). Its traceback
@@ -110,14 +134,22 @@ class GslbCollector(Collector):
             "Steered replies given by a when_all_down branch (fail_open, fallback, servfail, drained)",
             labels=["service", "mode"],
         )
+        endpoints = CounterMetricFamily(
+            "gslb_dns_endpoint_answers",
+            "Steered replies carrying each endpoint address (a reply with three addresses counts for each)",
+            labels=["service", "datacenter", "endpoint"],
+        )
         by_rcode: Counter[tuple[str, str]] = Counter()
         by_dc: Counter[tuple[str, str]] = Counter()
+        by_endpoint: Counter[tuple[str, str, str]] = Counter()
         by_mode: Counter[tuple[str, str]] = Counter()
         for label, count in totals.items():
             service = _name(label.service)
             by_rcode[(label.rcode, service)] += count
             if label.datacenter:
                 by_dc[(service, label.datacenter)] += count
+                for address in label.endpoints:
+                    by_endpoint[(service, label.datacenter, address)] += count
             elif label.branch:
                 by_mode[(service, label.branch)] += count
         for labels, count in sorted(by_rcode.items()):
@@ -126,7 +158,9 @@ class GslbCollector(Collector):
             answers.add_metric(list(labels), count)
         for labels, count in sorted(by_mode.items()):
             all_down.add_metric(list(labels), count)
-        yield from (responses, answers, all_down)
+        for endpoint_labels, count in sorted(by_endpoint.items()):
+            endpoints.add_metric(list(endpoint_labels), count)
+        yield from (responses, answers, all_down, endpoints)
 
     def _rrl(self) -> Iterator[Metric]:
         if not self.context.responder_local:
@@ -398,6 +432,114 @@ class GslbCollector(Collector):
         timeouts.add_metric(["idle"], float(stats.idle_timeouts))
         timeouts.add_metric(["read"], float(stats.read_timeouts))
         yield timeouts
+
+    def _reloads(self) -> Iterator[Metric]:
+        responder = self.context.responder
+        if responder is None:
+            return
+        reloads = CounterMetricFamily(
+            "gslb_reload", "SIGHUP reloads of config and zones, by result", labels=["result"]
+        )
+        for result in ("ok", "failed"):
+            reloads.add_metric([result], float(responder.reloads[result]))
+        yield reloads
+        serials = GaugeMetricFamily("gslb_zone_serial", "SOA serial of each zone answered", labels=["zone"])
+        for origin, serial in sorted(responder.serials().items()):
+            serials.add_metric([origin], float(serial))
+        yield serials
+        last = responder.last_reload
+        if last is not None:
+            yield GaugeMetricFamily(
+                "gslb_config_last_reload_success",
+                "1 when the last reload worked, 0 when it failed (the previous config is served)",
+                value=1.0 if last.ok else 0.0,
+            )
+
+    def _fleet(self) -> Iterator[Metric]:
+        records = self.responders
+        if records is None:
+            return
+        now = self.clock()
+        status = {r.id: responder_status(r, now=now) for r in records}
+        counts = GaugeMetricFamily("gslb_responders", "Registered responders, by status", labels=["status"])
+        for candidate in ResponderStatus:
+            counts.add_metric([candidate.value], float(sum(1 for s in status.values() if s is candidate)))
+        yield counts
+        info = GaugeMetricFamily(
+            "gslb_responder_info",
+            "1 per registered responder, with what it runs",
+            labels=["responder", "host", "version", "config_hash", "identity"],
+        )
+        up = GaugeMetricFamily(
+            "gslb_responder_up", "1 when the responder's heartbeat is fresh", labels=["responder"]
+        )
+        heartbeat = GaugeMetricFamily(
+            "gslb_responder_heartbeat_age_seconds", "Age of each responder's heartbeat", labels=["responder"]
+        )
+        serial = GaugeMetricFamily(
+            "gslb_responder_zone_serial",
+            "SOA serial each responder answers with",
+            labels=["responder", "zone"],
+        )
+        reload_ok = GaugeMetricFamily(
+            "gslb_responder_last_reload_success",
+            "1 when the responder's last reload worked, 0 when it failed",
+            labels=["responder"],
+        )
+        reload_at = GaugeMetricFamily(
+            "gslb_responder_last_reload_timestamp_seconds", "When the last reload ran", labels=["responder"]
+        )
+        version = GaugeMetricFamily(
+            "gslb_responder_state_version", "Store version each responder answers from", labels=["responder"]
+        )
+        sync_age = GaugeMetricFamily(
+            "gslb_responder_sync_age_seconds",
+            "Age of each responder's last read of the store (at its heartbeat)",
+            labels=["responder"],
+        )
+        answers = CounterMetricFamily(
+            "gslb_responder_answers",
+            "Steered replies of each responder by the datacenter they carry",
+            labels=["responder", "datacenter"],
+        )
+        rates = GaugeMetricFamily(
+            "gslb_responder_answers_per_second",
+            "Steered replies per second over the responder's last few seconds",
+            labels=["responder", "datacenter"],
+        )
+        for r in records:
+            rid = [r.id]
+            info.add_metric([r.id, r.host, r.version, r.config_hash, r.identity], 1.0)
+            up.add_metric(rid, 1.0 if status[r.id] is ResponderStatus.UP else 0.0)
+            heartbeat.add_metric(rid, max(0.0, now - r.at))
+            for origin, value in sorted(r.serials.items()):
+                serial.add_metric([r.id, origin], float(value))
+            if r.last_reload is not None:
+                reload_ok.add_metric(rid, 1.0 if r.last_reload.ok else 0.0)
+                reload_at.add_metric(rid, r.last_reload.at)
+            version.add_metric(rid, float(r.state_version))
+            if r.sync_age_s is not None:
+                sync_age.add_metric(rid, r.sync_age_s)
+            for dc, count in sorted(r.answers.items()):
+                answers.add_metric([r.id, dc], float(count))
+            for dc, rate in sorted(r.answers_per_s.items()):
+                rates.add_metric([r.id, dc], rate)
+        yield from (info, up, heartbeat, serial, reload_ok, reload_at, version, sync_age, answers, rates)
+        live = live_responders(records, now=now)
+        drift = serial_drift(live)
+        zones = GaugeMetricFamily(
+            "gslb_zone_serial_drift",
+            "1 while live responders answer the zone with different serials",
+            labels=["zone"],
+        )
+        for origin in sorted({o for r in live for o in r.serials}):
+            zones.add_metric([origin], 1.0 if origin in drift else 0.0)
+        yield zones
+        yield GaugeMetricFamily(
+            "gslb_config_drift",
+            "1 while live responders run different config files (sha256 of the bytes)",
+            value=1.0 if config_drift(live) else 0.0,
+        )
 
 
 def _counter(name: str, doc: str, labels: list[str], value: float) -> CounterMetricFamily:

@@ -7,9 +7,10 @@ the file are relative to the file's own folder.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,20 +23,26 @@ from gslb.config.model import (
     Datacenter,
     Endpoint,
     GeoConfig,
+    GeoRules,
+    HashAlgorithm,
     Identity,
     IPAddress,
     IPNetwork,
     Listen,
-    Policy,
+    Pick,
+    PickPolicy,
     ProberConfig,
     RateLimit,
     ServerConfig,
     Service,
+    Setting,
     StateConfig,
+    Strategy,
     TcpLimits,
     WhenAllDown,
     ZoneConfig,
 )
+from gslb.config.overrides import graft
 from gslb.config.yamlnode import Node, Problems, parse
 from gslb.errors import ConfigError
 
@@ -61,7 +68,9 @@ class _Reader:
         for key, value in node.items():
             if allowed and key not in allowed:
                 known = ", ".join(sorted(allowed))
-                self.problems.add(value, f'unknown key "{key}" (known: {known})')
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f'did you mean "{close[0]}"? ' if close else ""
+                self.problems.add(value, f'unknown key "{key}" ({hint}known: {known})')
             else:
                 out[key] = value
         return out
@@ -129,7 +138,8 @@ class _Reader:
     def address(self, node: Node) -> IPAddress | None:
         text = node.scalar() if not (node.is_mapping or node.is_sequence) else None
         try:
-            return ipaddress.ip_address(str(text)) if isinstance(text, str) else None
+            if isinstance(text, str):  # anything else (10, null) is no address either: say so
+                return ipaddress.ip_address(text)
         except ValueError:
             pass
         self.problems.add(node, f"{_show(node)} is not an IP address")
@@ -197,14 +207,15 @@ def _check_name(reader: _Reader, node: Node, name: str) -> bool:
     return True
 
 
-def load(path: Path | str) -> Config:
-    """Read and validate one config file; raises ConfigError listing every problem."""
-    config, problems = read(path)
+def load(path: Path | str, settings: Sequence[Setting] = ()) -> Config:
+    """Read and validate one config file (with `settings` from flags and GSLB_* variables read
+    over it, `gslb.config.overrides`); raises ConfigError listing every problem."""
+    config, problems = read(path, settings)
     problems.raise_if_any()
     return config
 
 
-def read(path: Path | str) -> tuple[Config, Problems]:
+def read(path: Path | str, settings: Sequence[Setting] = ()) -> tuple[Config, Problems]:
     """The config as far as it can be read, with every problem found (defaults stand in for
     bad values); `gslb check` uses it to check the zone files of an invalid config too. Raises
     ConfigError only when the file cannot be read as YAML at all."""
@@ -212,6 +223,9 @@ def read(path: Path | str) -> tuple[Config, Problems]:
     problems = Problems(source)
     reader = _Reader(problems, source.resolve().parent)
     root = parse(source, problems)
+    for setting in settings:
+        raw = graft(root.raw if root is not None else None, setting)
+        root = Node(raw, "") if raw is not None else None
     top = reader.mapping(
         root,
         {"server", "zones", "geoip", "regions", "datacenters", "services", "state", "prober", "api"},
@@ -233,6 +247,7 @@ def read(path: Path | str) -> tuple[Config, Problems]:
         state=_state(reader, top.get("state")),
         prober=_prober(reader, top.get("prober")),
         api=_api(reader, top.get("api")),
+        settings=tuple(settings),
     )
     if config.server.workers > 1 and config.state.redis_url is None:
         node = top["server"]
@@ -247,7 +262,18 @@ def read(path: Path | str) -> tuple[Config, Problems]:
 def _server(reader: _Reader, node: Node | None) -> ServerConfig:
     default = ServerConfig()
     keys = reader.mapping(
-        node, {"listen", "workers", "udp_payload_size", "tcp", "identity", "metrics_listen", "rrl"}
+        node,
+        {
+            "listen",
+            "workers",
+            "udp_payload_size",
+            "tcp",
+            "identity",
+            "metrics_listen",
+            "rrl",
+            "lame_duck_s",
+            "max_state_age_s",
+        },
     )
     listen = tuple(reader.listen(item, default.listen[0]) for item in reader.sequence(keys.get("listen")))
     tcp_keys = reader.mapping(keys.get("tcp"), {f.name for f in fields(TcpLimits)})
@@ -277,10 +303,27 @@ def _server(reader: _Reader, node: Node | None) -> ServerConfig:
         tcp=tcp,
         identity=identity,
         metrics_listen=(
-            reader.listen(keys["metrics_listen"], default.listen[0]) if "metrics_listen" in keys else None
+            None  # null: none, as when left out (not the default DNS address)
+            if "metrics_listen" not in keys or keys["metrics_listen"].is_null
+            else reader.listen(keys["metrics_listen"], default.listen[0])
         ),
         rrl=_rate_limit(reader, keys.get("rrl")),
+        lame_duck_s=_lame_duck_s(reader, keys),
+        max_state_age_s=reader.number(keys.get("max_state_age_s"), default.max_state_age_s, low=0.1),
     )
+
+
+def _lame_duck_s(reader: _Reader, keys: Mapping[str, Node]) -> float:
+    """server.lame_duck_s: 5 s by default; 0 without a metrics listener, since nothing but
+    its /readyz can tell anyone that the node is draining."""
+    node = keys.get("lame_duck_s")
+    if "metrics_listen" not in keys or keys["metrics_listen"].is_null:
+        if node is not None and reader.number(node, 0.0, low=0, high=3600) > 0:
+            reader.problems.add(
+                node, "needs server.metrics_listen (only its /readyz can say that the node is draining)"
+            )
+        return 0.0
+    return reader.number(node, ServerConfig().lame_duck_s, low=0, high=3600)
 
 
 def _rate_limit(reader: _Reader, node: Node | None) -> RateLimit:
@@ -400,6 +443,8 @@ def _check(reader: _Reader, node: Node | None, base: Check) -> Check:
         "expect_status": lambda n: _status_range(reader, n, base.expect_status),
         "body_contains": reader.optional_str,
         "verify_tls": lambda n: reader.value(n, bool, base.verify_tls),
+        "load_field": reader.optional_str,
+        "load_header": reader.optional_str,
         "query_name": reader.optional_str,
         "query_type": lambda n: reader.value(n, str, base.query_type).upper(),
         "expect_rcode": lambda n: reader.value(n, str, base.expect_rcode).upper(),
@@ -415,7 +460,23 @@ def _check(reader: _Reader, node: Node | None, base: Check) -> Check:
         reader.problems.add(node, f"timeout_s {check.timeout_s:g} is above interval_s {check.interval_s:g}")
     if check.kind is CheckKind.DNS and check.query_name is None:
         reader.problems.add(node, 'a dns check needs "query_name"')
+    _check_load(reader, node, keys, check)
     return check
+
+
+def _check_load(reader: _Reader, node: Node, keys: Mapping[str, Node], check: Check) -> None:
+    """A load figure comes from an http/https response: one JSON field or one header."""
+    where = keys.get("load_field", keys.get("load_header", node))
+    wanted = check.load_field is not None or check.load_header is not None
+    if check.load_field is not None and check.load_header is not None:
+        reader.problems.add(where, 'set "load_field" or "load_header", not both')
+    elif wanted and check.kind not in (CheckKind.HTTP, CheckKind.HTTPS):
+        name = "load_field" if check.load_field is not None else "load_header"
+        reader.problems.add(where, f'"{name}" needs an http or https check, not {check.kind.value}')
+    if check.load_field is not None and not all(check.load_field.split(".")):
+        reader.problems.add(where, f'load_field "{check.load_field}" is not a field name or dotted path')
+    if check.load_header is not None and not check.load_header.strip():
+        reader.problems.add(where, "load_header is empty")
 
 
 def _status_range(reader: _Reader, node: Node, default: tuple[int, int]) -> tuple[int, int]:
@@ -431,14 +492,28 @@ def _status_range(reader: _Reader, node: Node, default: tuple[int, int]) -> tupl
     return default
 
 
+_SERVICE_KEYS = {
+    "ttl",
+    "strategy",
+    "geo",
+    "weights",
+    "pick",
+    "min_up",
+    "when_all_down",
+    "fallback",
+    "check",
+    "datacenters",
+}
+_CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
+
+
 def _services(
     reader: _Reader, node: Node | None, zones: tuple[ZoneConfig, ...], datacenters: Mapping[str, Datacenter]
 ) -> dict[str, Service]:
     out: dict[str, Service] = {}
-    allowed = {"ttl", "policy", "min_up", "when_all_down", "fallback", "check", "datacenters"}
     for raw_name, item in reader.mapping(node, set()).items():
         name = _absolute(raw_name)
-        keys = reader.mapping(item, allowed)
+        keys = reader.mapping(item, _SERVICE_KEYS)
         if not _check_name(reader, item, name):
             continue
         zone = max(
@@ -450,7 +525,9 @@ def _services(
             known = ", ".join(z.origin for z in zones) or "none"
             reader.problems.add(item, f'"{name}" is in no configured zone (zones: {known})')
         check = _check(reader, keys.get("check"), Check())
+        pick = _pick(reader, keys.get("pick"), Pick())
         endpoints: list[Endpoint] = []
+        picks: dict[str, Pick] = {}
         dc_nodes = reader.mapping(keys.get("datacenters"), set())
         if not dc_nodes:
             reader.problems.add(item, "a service needs at least one datacenter with endpoints")
@@ -459,7 +536,17 @@ def _services(
                 known = ", ".join(datacenters) or "none"
                 reader.problems.add(dc_node, f'unknown datacenter "{dc_name}" (known: {known})')
                 continue
-            endpoints.extend(_endpoints(reader, dc_node, name, dc_name, check))
+            found, dc_pick = _endpoints(reader, dc_node, name, dc_name, check, pick=pick)
+            endpoints.extend(found)
+            if dc_pick is not pick:
+                picks[dc_name] = dc_pick
+        service_dcs = tuple(n for n in dc_nodes if n in datacenters)
+        for dc_name, dc_pick in (("", pick), *picks.items()):
+            pick_node = _key_node(dc_nodes.get(dc_name), "pick") if dc_name else keys.get("pick")
+            where = _key_node(pick_node, "table_size") or dc_nodes.get(dc_name) or pick_node or item
+            # the service's own pick: only the datacenters that do not override it
+            users = [e for e in endpoints if dc_name or e.datacenter not in picks]
+            _check_table_size(reader, where, dc_pick, users, dc_name)
         fallback = tuple(
             a for a in (reader.address(n) for n in reader.sequence(keys.get("fallback"))) if a is not None
         )
@@ -468,27 +555,202 @@ def _services(
             reader.problems.add(
                 keys.get("when_all_down") or item, 'when_all_down "fallback" needs "fallback" addresses'
             )
+        strategy = reader.choice(keys.get("strategy"), Strategy, Strategy.NEAREST)
         out[name] = Service(
             name=name,
             zone=zone,
             ttl=reader.number(keys.get("ttl"), 30, low=0, high=86400, integer=True),
-            policy=reader.choice(keys.get("policy"), Policy, Policy.NEAREST),
+            strategy=strategy,
             min_up=reader.number(keys.get("min_up"), 1, low=1, integer=True),
             when_all_down=when_all_down,
             fallback=fallback,
             endpoints=tuple(endpoints),
+            geo=_geo_rules(reader, keys.get("geo"), service_dcs),
+            weights=_weights(reader, keys.get("weights"), item, strategy, service_dcs),
+            pick=pick,
+            picks=picks,
         )
     return out
 
 
-def _endpoints(reader: _Reader, node: Node, service: str, dc: str, check: Check) -> list[Endpoint]:
+def _geo_rules(reader: _Reader, node: Node | None, service_dcs: tuple[str, ...]) -> GeoRules:
+    """`geo: {subdivisions: {US-CA: [sjc]}, countries: {DE: [fra]}, continents: {AS: [sin]}}`."""
+    keys = reader.mapping(node, {"subdivisions", "countries", "continents"})
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    for kind in ("subdivisions", "countries", "continents"):
+        table: dict[str, tuple[str, ...]] = {}
+        for code, value in reader.mapping(keys.get(kind), set()).items():
+            upper = code.upper()
+            if not _geo_code_ok(kind, upper):
+                reader.problems.add(value, _geo_code_problem(kind, code))
+                continue
+            if upper in table:
+                reader.problems.add(value, f'{kind} rule "{upper}" is given twice')
+                continue
+            order = _datacenter_list(reader, value, service_dcs)
+            if order:
+                table[upper] = order
+        tables[kind] = table
+    return GeoRules(
+        subdivisions=tables["subdivisions"], countries=tables["countries"], continents=tables["continents"]
+    )
+
+
+def _geo_code_ok(kind: str, code: str) -> bool:
+    if kind == "continents":
+        return code in _CONTINENTS
+    if kind == "countries":
+        return len(code) == 2 and code.isascii() and code.isalpha()
+    country, _, part = code.partition("-")
+    return (
+        len(country) == 2 and country.isalpha() and 1 <= len(part) <= 3 and part.isalnum() and code.isascii()
+    )
+
+
+def _geo_code_problem(kind: str, code: str) -> str:
+    if kind == "continents":
+        return f'"{code}" is not a continent code (one of: {", ".join(_CONTINENTS)})'
+    if kind == "countries":
+        return f'"{code}" is not an ISO 3166-1 alpha-2 country code like "DE"'
+    return f'"{code}" is not an ISO 3166-2 subdivision code like "US-CA"'
+
+
+def _datacenter_list(reader: _Reader, node: Node, service_dcs: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of the service's datacenters, each once, at least one."""
+    names: list[str] = []
+    items = reader.sequence(node)
+    if not items and not node.is_null and node.is_sequence:
+        reader.problems.add(node, "expected at least one datacenter")
+    for element in items:
+        dc = reader.value(element, str, "")
+        if not dc:
+            continue
+        if dc not in service_dcs:
+            known = ", ".join(service_dcs) or "none"
+            reader.problems.add(
+                element, f'"{dc}" is not a datacenter of this service (its datacenters: {known})'
+            )
+        elif dc in names:
+            reader.problems.add(element, f'"{dc}" is listed twice')
+        else:
+            names.append(dc)
+    return tuple(names)
+
+
+def _weights(
+    reader: _Reader, node: Node | None, item: Node, strategy: Strategy, service_dcs: tuple[str, ...]
+) -> dict[str, int]:
+    """`weights: {iad: 60, ams: 40, sin: 0}`: every datacenter of a weighted service, 0 = standby."""
+    if strategy is not Strategy.WEIGHTED:
+        if node is not None and not node.is_null:
+            reader.problems.add(node, '"weights" apply only with strategy "weighted"')
+        return {}
+    weights: dict[str, int] = {}
+    for dc, value in reader.mapping(node, set()).items():
+        if dc not in service_dcs:
+            known = ", ".join(service_dcs) or "none"
+            reader.problems.add(
+                value, f'"{dc}" is not a datacenter of this service (its datacenters: {known})'
+            )
+            continue
+        weights[dc] = reader.number(value, 0, low=0, high=65535, integer=True)
+    missing = [dc for dc in service_dcs if dc not in weights]
+    where = node if node is not None and not node.is_null else item
+    if missing:
+        reader.problems.add(
+            where, f'strategy "weighted" needs a weight for every datacenter: missing {", ".join(missing)}'
+        )
+    elif service_dcs and not any(weights.values()):
+        reader.problems.add(where, 'strategy "weighted" needs one datacenter with a weight above 0')
+    return weights
+
+
+_PICK_KEYS = {f.name for f in fields(Pick)}
+_PICK_ONLY = {
+    "algorithm": PickPolicy.CONSISTENT_HASH,
+    "ipv4_prefix_length": PickPolicy.CONSISTENT_HASH,
+    "ipv6_prefix_length": PickPolicy.CONSISTENT_HASH,
+    "table_size": PickPolicy.CONSISTENT_HASH,
+    "ewma_tau_s": PickPolicy.P2C_EWMA,
+}
+
+
+def _pick(reader: _Reader, node: Node | None, base: Pick) -> Pick:
+    """`pick: {policy: consistent_hash, algorithm: maglev, max_records: 2}` over `base`."""
+    keys = reader.mapping(node, _PICK_KEYS)
+    if not keys:
+        return base
+    policy = reader.choice(keys.get("policy"), PickPolicy, base.policy)
+    for key, needs in _PICK_ONLY.items():
+        if key in keys and policy is not needs:
+            reader.problems.add(keys[key], f'"{key}" applies only with policy "{needs.value}"')
+    max_records = keys.get("max_records")
+    return replace(
+        base,
+        policy=policy,
+        max_records=(
+            None
+            if max_records is not None and max_records.is_null
+            else reader.number(max_records, base.max_records, low=1, high=64, integer=True)
+        ),
+        algorithm=reader.choice(keys.get("algorithm"), HashAlgorithm, base.algorithm),
+        ipv4_prefix_length=reader.number(
+            keys.get("ipv4_prefix_length"), base.ipv4_prefix_length, low=0, high=32, integer=True
+        ),
+        ipv6_prefix_length=reader.number(
+            keys.get("ipv6_prefix_length"), base.ipv6_prefix_length, low=0, high=128, integer=True
+        ),
+        table_size=reader.number(
+            keys.get("table_size"), base.table_size, low=2, high=10_000_019, integer=True
+        ),
+        ewma_tau_s=reader.number(keys.get("ewma_tau_s"), base.ewma_tau_s, low=0.01),
+    )
+
+
+def _key_node(node: Node | None, key: str) -> Node | None:
+    """The value written under `key` of the mapping `node`, if any (where a problem points)."""
+    if node is None or not node.is_mapping:
+        return None
+    return dict(node.items()).get(key)
+
+
+def _check_table_size(
+    reader: _Reader, node: Node, pick: Pick, endpoints: list[Endpoint], datacenter: str
+) -> None:
+    """Maglev needs a prime table well above the endpoint count (NSDI 2016, section 3.4)."""
+    if pick.policy is not PickPolicy.CONSISTENT_HASH or pick.algorithm is not HashAlgorithm.MAGLEV:
+        return
+    size = pick.table_size
+    if any(size % d == 0 for d in range(2, math.isqrt(size) + 1)):
+        reader.problems.add(node, f"table_size {size} is not a prime (65537 is)")
+        return
+    counts: dict[str, int] = {}
+    for e in endpoints:
+        if not datacenter or e.datacenter == datacenter:
+            counts[e.datacenter] = counts.get(e.datacenter, 0) + 1
+    most = max(counts.values(), default=0)
+    if size <= 100 * most:
+        reader.problems.add(
+            node, f"table_size {size} must be above 100 x the endpoints of a datacenter ({most})"
+        )
+
+
+def _endpoints(
+    reader: _Reader, node: Node, service: str, dc: str, check: Check, *, pick: Pick
+) -> tuple[list[Endpoint], Pick]:
     if node.is_sequence:
-        items, dc_check = reader.sequence(node), check
+        items, dc_check, dc_pick = reader.sequence(node), check, pick
     else:
-        keys = reader.mapping(node, {"endpoints", "check"})
+        keys = reader.mapping(node, {"endpoints", "check", "pick"})
         items = reader.sequence(keys.get("endpoints"))
         dc_check = _check(reader, keys.get("check"), check)
+        dc_pick = _pick(reader, keys.get("pick"), pick)
     out: list[Endpoint] = []
+    if dc_pick.policy is PickPolicy.LEAST_LOAD and not _reports_load(dc_check) and items:
+        where = node if node.is_sequence else keys.get("pick") or node
+        reader.problems.add(
+            where, 'policy "least_load" needs a check with "load_field" or "load_header" (type http or https)'
+        )
     for item in items:
         weight, ep_check, address_node = 1, dc_check, item
         if item.is_mapping:
@@ -506,8 +768,14 @@ def _endpoints(reader: _Reader, node: Node, service: str, dc: str, check: Check)
         if any(e.id == endpoint_id for e in out):
             reader.problems.add(item, f"endpoint {address} is listed twice")
             continue
-        out.append(Endpoint(endpoint_id, service, dc, address, ep_check, weight))
-    return out
+        out.append(
+            Endpoint(endpoint_id, service, dc, address, ep_check, weight, ewma_tau_s=dc_pick.ewma_tau_s)
+        )
+    return out, dc_pick
+
+
+def _reports_load(check: Check) -> bool:
+    return check.load_field is not None or check.load_header is not None
 
 
 def _geoip(reader: _Reader, node: Node | None, datacenters: Mapping[str, Datacenter]) -> GeoConfig:

@@ -75,6 +75,12 @@ class ServerConfig:
     identity: Identity = Identity()
     metrics_listen: Listen | None = None
     rrl: RateLimit = RateLimit()
+    # SIGTERM: /readyz says 503 "draining" for this long while DNS is still answered, so that
+    # routes and load balancers move away first; needs metrics_listen (nothing else can see it).
+    lame_duck_s: float = 5.0
+    # /readyz and `gslb healthcheck`: not ready when the health state was last read from the
+    # store longer ago than this (distributed mode). None: any age (static stability).
+    max_state_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,8 @@ class Check:
     expect_status: tuple[int, int] = (200, 399)
     body_contains: str | None = None
     verify_tls: bool = True
+    load_field: str | None = None  # JSON body field holding a load figure ("stats.load": nested)
+    load_header: str | None = None  # response header holding a load figure
     # dns
     query_name: str | None = None
     query_type: str = "A"
@@ -136,10 +144,81 @@ class Endpoint:
     address: IPAddress
     check: Check
     weight: int = 1
+    ewma_tau_s: float = 10.0  # decay time of the peak-EWMA latency cost (the endpoint policy's)
 
 
-class Policy(enum.Enum):
-    NEAREST = "nearest"
+class Strategy(enum.Enum):
+    """How a service chooses among its datacenters."""
+
+    NEAREST = "nearest"  # nearest eligible by great-circle distance, then the next nearest
+    FAILOVER = "failover"  # a fixed order: the service's datacenters as listed
+    WEIGHTED = "weighted"  # a weighted draw per answer; weight 0 = standby
+
+
+class PickPolicy(enum.Enum):
+    """Which endpoints of the chosen datacenter an answer carries."""
+
+    ALL = "all"  # every eligible endpoint, order rotated per answer
+    ROUND_ROBIN = "round_robin"  # the next endpoint(s) in turn
+    WEIGHTED = "weighted"  # weighted random by endpoint weight; weight 0 = standby
+    CONSISTENT_HASH = "consistent_hash"  # by the client network: the same endpoint(s) every time
+    P2C_EWMA = "p2c_ewma"  # the cheaper of two random endpoints by peak-EWMA latency
+    LEAST_LOAD = "least_load"  # least loaded first by the http check's load figure
+
+
+class HashAlgorithm(enum.Enum):
+    KETAMA = "ketama"
+    MAGLEV = "maglev"
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """The endpoint policy of a service (or one of its datacenters)."""
+
+    policy: PickPolicy = PickPolicy.ALL
+    max_records: int | None = None  # None: every eligible endpoint (round_robin, consistent_hash: 1)
+    algorithm: HashAlgorithm = HashAlgorithm.MAGLEV  # consistent_hash
+    ipv4_prefix_length: int = 24  # consistent_hash: the client network hashed
+    ipv6_prefix_length: int = 56
+    table_size: int = 65537  # maglev: a prime above 100 x endpoints
+    ewma_tau_s: float = 10.0  # p2c_ewma: decay time of the latency cost
+
+    @property
+    def records(self) -> int | None:
+        """Records per answer: max_records, else 1 for round_robin and consistent_hash (what
+        sticks to a client is the endpoint it hashes to, and resolvers shuffle records) and every
+        eligible endpoint for the others."""
+        if self.max_records is None and self.policy in (PickPolicy.ROUND_ROBIN, PickPolicy.CONSISTENT_HASH):
+            return 1
+        return self.max_records
+
+
+@dataclass(frozen=True, slots=True)
+class GeoRules:
+    """Datacenter orders for clients by where they are; the most specific match wins
+    (subdivision, then country, then continent); unmatched clients keep the strategy."""
+
+    subdivisions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # "US-CA" (ISO 3166-2)
+    countries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # "DE" (ISO 3166-1 alpha-2)
+    continents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # "EU" (GeoIP2 codes)
+
+    def __bool__(self) -> bool:
+        return bool(self.subdivisions or self.countries or self.continents)
+
+    def match(self, subdivision: str | None, country: str | None, continent: str | None) -> str | None:
+        """The rule that matches a location ("country DE"), or None."""
+        if subdivision is not None and subdivision in self.subdivisions:
+            return f"subdivision {subdivision}"
+        if country is not None and country in self.countries:
+            return f"country {country}"
+        if continent is not None and continent in self.continents:
+            return f"continent {continent}"
+        return None
+
+    def order(self, rule: str) -> tuple[str, ...]:
+        kind, code = rule.split(" ", 1)
+        table = {"subdivision": self.subdivisions, "country": self.countries, "continent": self.continents}
+        return table[kind][code]
 
 
 class WhenAllDown(enum.Enum):
@@ -153,11 +232,18 @@ class Service:
     name: str  # absolute, lower case, trailing dot
     zone: str  # origin of the zone holding it
     ttl: int
-    policy: Policy
+    strategy: Strategy
     min_up: int  # endpoints up (per record type) for a datacenter to be eligible
     when_all_down: WhenAllDown
     fallback: tuple[IPAddress, ...]
     endpoints: tuple[Endpoint, ...]
+    geo: GeoRules = GeoRules()
+    weights: Mapping[str, int] = field(default_factory=dict)  # strategy weighted: datacenter -> weight
+    pick: Pick = Pick()
+    picks: Mapping[str, Pick] = field(default_factory=dict)  # per-datacenter overrides of `pick`
+
+    def pick_for(self, datacenter: str) -> Pick:
+        return self.picks.get(datacenter, self.pick)
 
     def datacenters(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.datacenter for e in self.endpoints))
@@ -206,6 +292,16 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Setting:
+    """One value given outside the file, by a flag or a GSLB_* variable (`gslb.config.overrides`);
+    the loader reads it in place of the file's value, so a reload applies it again."""
+
+    path: str  # the YAML key it sets, "server.listen"
+    values: tuple[str, ...]  # one for a single value, any number for a list
+    origin: str  # "--listen", "GSLB_SERVER_LISTEN": named by every problem it causes
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     server: ServerConfig = ServerConfig()
@@ -217,6 +313,7 @@ class Config:
     state: StateConfig = StateConfig()
     prober: ProberConfig = ProberConfig()
     api: ApiConfig = ApiConfig()
+    settings: tuple[Setting, ...] = ()  # flags and GSLB_* variables read over the file
 
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for s in self.services.values() for e in s.endpoints)

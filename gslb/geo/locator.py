@@ -38,6 +38,7 @@ from gslb.geo.centroids import CONTINENT_CENTROIDS, country_centroids
 from gslb.geo.overrides import canonical_network, load_overrides
 from gslb.geo.prefixes import PrefixTable
 from gslb.geo.tree import SearchTree
+from gslb.logs import counted
 
 try:
     from maxminddb import extension as maxminddb_extension
@@ -81,6 +82,7 @@ class Location:
     country: str | None = None  # ISO 3166-1 alpha-2
     continent: str | None = None  # GeoIP2 continent code, e.g. "EU"
     city: str | None = None  # English name
+    subdivision: str | None = None  # ISO 3166-2 of the most general subdivision, e.g. "US-CA"
     datacenter: str | None = None  # an override pins the client to this datacenter
 
     @property
@@ -152,7 +154,9 @@ class Locator:
         )
         self._countries = country_centroids()
         self._failures = 0
-        log.info("GeoIP database %s, %d overrides", self.description, len(v4_table) + len(v6_table))
+        log.info(
+            "GeoIP database %s, %s", self.description, counted(len(v4_table) + len(v6_table), "override")
+        )
 
     @property
     def description(self) -> str:
@@ -285,6 +289,13 @@ class Locator:
             return Location(network, LocationSource.UNKNOWN)
         country = _field(record, "country", "iso_code")
         continent = _field(record, "continent", "code")
+        subdivision = None
+        subdivisions = record.get("subdivisions")
+        if country is not None and isinstance(subdivisions, list) and subdivisions:
+            first = subdivisions[0]
+            code = first.get("iso_code") if isinstance(first, dict) else None
+            if isinstance(code, str):
+                subdivision = f"{country}-{code}"
         city_record = record.get("city")
         city = _field(city_record, "names", "en") if isinstance(city_record, dict) else None
         latitude = longitude = None
@@ -313,6 +324,7 @@ class Locator:
             longitude=longitude,
             country=country,
             continent=continent,
+            subdivision=subdivision,
             city=city,
         )
 

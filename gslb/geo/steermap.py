@@ -311,6 +311,7 @@ class _Compiler:
             location.longitude,
             location.country,
             location.continent,
+            location.subdivision,
             location.city,
             location.datacenter,
         )

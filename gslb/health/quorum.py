@@ -19,6 +19,11 @@ Pure layer: standard library and `gslb.health` only. Rules, in order:
   than removed. Two probers disagreeing (one DOWN, one UP, majority 2) is therefore UP: one
   vantage point's bad network must not steer the world.
 - Drains pass through unchanged; drains whose expiry has passed are dropped.
+- Costs and loads (what `p2c_ewma` and `least_load` rank by) come from the fresh probers
+  only, the median when several report one; a held or stale prober's figures are not used
+  (they say how fast an endpoint was, not how fast it is), and an endpoint with no figure
+  is absent. They come from the reports' `states`, so a snapshot read without details has
+  none.
 
 Freshness and the hold are judged at the snapshot's `read_at` (when the reader last saw the
 heartbeats), never by a clock; `now` only expires drains.
@@ -72,6 +77,7 @@ class Staleness:
 
 
 _NOTHING: Mapping[str, Health] = MappingProxyType({})
+_NO_FIGURES: Mapping[str, float] = MappingProxyType({})
 
 
 def quorum_size(fresh: int, quorum: int | None) -> int:
@@ -167,11 +173,49 @@ def combine(
     ids = voters(snapshot, stale_after_s=stale_after_s, hold_stale_s=hold_stale_s)
     endpoints = _decide_all(snapshot, ids, quorum)
     drains = tuple(d for d in snapshot.drains if d.active(now))
+    costs, loads = figures(snapshot, snapshot.fresh_probers(stale_after_s))
     return HealthView(
         version=snapshot.version if version is None else version,
         endpoints=MappingProxyType(endpoints),
         drains=drains,
+        costs=costs,
+        loads=loads,
     )
+
+
+def figures(snapshot: Snapshot, prober_ids: Iterable[str]) -> tuple[Mapping[str, float], Mapping[str, float]]:
+    """Peak-EWMA cost and load per endpoint: the median over these probers' states."""
+    sources = tuple(snapshot.probers[p].states for p in prober_ids if snapshot.probers[p].states)
+    if not sources:
+        return _NO_FIGURES, _NO_FIGURES
+    cost_maps = [{eid: s.cost_ms for eid, s in states.items() if s.cost_ms is not None} for states in sources]
+    load_maps = [{eid: s.load for eid, s in states.items() if s.load is not None} for states in sources]
+    costs, loads = MappingProxyType(_medians(cost_maps)), MappingProxyType(_medians(load_maps))
+    return costs, loads
+
+
+def _medians(maps: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median of the values the maps have for it."""
+    if len(maps) == 1:
+        return maps[0]
+    first = maps[0]
+    if len(maps) == 2 and first.keys() == maps[1].keys():  # two probers seeing the same endpoints
+        second = maps[1]
+        return {key: (value + second[key]) / 2.0 for key, value in first.items()}
+    gathered: dict[str, list[float]] = {}
+    for values in maps:
+        for key, value in values.items():
+            gathered.setdefault(key, []).append(value)
+    return {key: _median(values) for key, values in gathered.items()}
+
+
+def _median(values: list[float]) -> float:
+    n = len(values)
+    if n == 1:
+        return values[0]
+    values.sort()
+    half = n // 2
+    return values[half] if n % 2 else (values[half - 1] + values[half]) / 2.0
 
 
 def staleness(

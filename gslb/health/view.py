@@ -1,4 +1,4 @@
-"""The immutable health picture the query path reads: endpoint health plus operator drains.
+"""The immutable health picture the query path reads: endpoint health, drains, costs and loads.
 
 Pure layer: standard library and `gslb.config.model` only. A background task builds a new
 `HealthView` and swaps it in with one assignment; the query path never waits for it.
@@ -40,15 +40,23 @@ class Drain:
 
 
 _EMPTY: Mapping[str, Health] = MappingProxyType({})
+_NO_FIGURES: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class HealthView:
-    """Health per endpoint id and the drains in force, at one state version."""
+    """Health per endpoint id and the drains in force, at one state version.
+
+    `costs` (peak-EWMA latency cost in ms) and `loads` (the http check's load figure) are
+    what `p2c_ewma` and `least_load` rank by: the median over the fresh probers, and an
+    endpoint without a figure is absent (policies fall back for it, never treat it as 0).
+    """
 
     version: int = 0
     endpoints: Mapping[str, Health] = field(default_factory=lambda: _EMPTY)
     drains: tuple[Drain, ...] = ()
+    costs: Mapping[str, float] = field(default_factory=lambda: _NO_FIGURES)
+    loads: Mapping[str, float] = field(default_factory=lambda: _NO_FIGURES)
 
     def health(self, endpoint_id: str) -> Health:
         return self.endpoints.get(endpoint_id, Health.UP)

@@ -16,15 +16,16 @@ Work is split by how often it changes, as gdnsd does it:
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Final, Protocol
 
-from gslb.config.model import Config, IPAddress, Service
+from gslb.config.model import Config, IPAddress, Service, Strategy
 from gslb.health.view import HealthView
-from gslb.policy.nearest import (
+from gslb.policy.decision import (
     DatacenterState,
     Decision,
     Mode,
@@ -33,6 +34,7 @@ from gslb.policy.nearest import (
     order_datacenters,
     service_states,
 )
+from gslb.policy.endpoints import client_key
 
 IPNetwork = IPv4Network | IPv6Network
 Order = tuple[str, ...]
@@ -50,6 +52,12 @@ class LocationLike(Protocol):
     def longitude(self) -> float | None: ...
     @property
     def datacenter(self) -> str | None: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def continent(self) -> str | None: ...
+    @property
+    def subdivision(self) -> str | None: ...
 
 
 class Locating(Protocol):
@@ -74,27 +82,82 @@ class OrderMap(Protocol):
     def index_v4(self) -> Sequence[int]: ...
 
 
-def datacenter_sets(config: Config) -> tuple[tuple[str, ...], ...]:
-    """The distinct datacenter sets of the services, in first-seen order (one map each)."""
-    return tuple(dict.fromkeys(tuple(sorted(s.datacenters())) for s in config.services.values()))
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What one steering map compiles: a strategy over a datacenter list, with geo rules.
+    Services with equal specs share a map."""
+
+    strategy: Strategy
+    datacenters: tuple[str, ...]  # nearest: sorted (order is by distance); else as listed
+    rules: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (kind, code, datacenter order)
+
+    @property
+    def constant(self) -> bool:
+        """Every client gets the same order: the answer never depends on where it is."""
+        return self.strategy is not Strategy.NEAREST and not self.rules
 
 
-def classifier(config: Config, datacenters: Sequence[str]) -> Callable[[LocationLike], Order]:
-    """Location -> datacenter order over one datacenter set (what a map compiles)."""
+def spec_of(service: Service) -> Spec:
+    dcs = service.datacenters()
+    geo = service.geo
+    rules = tuple(
+        (kind, code, order)
+        for kind, table in (
+            ("subdivision", geo.subdivisions),
+            ("country", geo.countries),
+            ("continent", geo.continents),
+        )
+        for code, order in sorted(table.items())
+    )
+    return Spec(service.strategy, tuple(sorted(dcs)) if service.strategy is Strategy.NEAREST else dcs, rules)
+
+
+def specs(config: Config) -> tuple[Spec, ...]:
+    """The distinct specs of the services, in first-seen order (one map each)."""
+    return tuple(dict.fromkeys(spec_of(s) for s in config.services.values()))
+
+
+def classifier(config: Config, spec: Spec) -> Callable[[LocationLike], Order]:
+    """Location -> datacenter order under one spec (what a map compiles). A geo rule's
+    datacenters come first, then the rest in the strategy's order; a weighted service's
+    unmatched clients get the empty order: drawn by weight per answer."""
     positions = config.datacenters
     default_order = config.geoip.default_order
+    rules = {(kind, code): order for kind, code, order in spec.rules}
+    listed = spec.datacenters
 
-    def classify(location: LocationLike) -> Order:
+    def base(location: LocationLike) -> Order:
+        if spec.strategy is not Strategy.NEAREST:
+            return listed
         position = (
             Position(location.latitude, location.longitude)
             if location.latitude is not None and location.longitude is not None
             else None
         )
         return order_datacenters(
-            datacenters, positions, position=position, pinned=location.datacenter, default_order=default_order
+            listed, positions, position=position, pinned=location.datacenter, default_order=default_order
         )
 
+    def classify(location: LocationLike) -> Order:
+        if rules:
+            for kind, code in (
+                ("subdivision", location.subdivision),
+                ("country", location.country),
+                ("continent", location.continent),
+            ):
+                first = rules.get((kind, code)) if code is not None else None
+                if first is not None:
+                    return first + tuple(n for n in base(location) if n not in first)
+        if spec.strategy is Strategy.WEIGHTED:
+            return ()
+        return base(location)
+
     return classify
+
+
+def rule_for(service: Service, location: LocationLike) -> str | None:
+    """The geo rule that places `location` for `service` ("country DE"), for explain."""
+    return service.geo.match(location.subdivision, location.country, location.continent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +176,11 @@ class Orders:
     def __init__(self, config: Config, locator: Locating) -> None:
         self.config = config
         self.locator = locator
-        self.sets = datacenter_sets(config)
-        index = {dcs: i for i, dcs in enumerate(self.sets)}
-        self.set_of: Mapping[str, int] = {
-            s.name: index[tuple(sorted(s.datacenters()))] for s in config.services.values()
-        }
-        self._classify = [classifier(config, dcs) for dcs in self.sets]
-        self._cache: dict[tuple[int, float | None, float | None, str | None], Order] = {}
+        self.specs = specs(config)
+        index = {spec: i for i, spec in enumerate(self.specs)}
+        self.set_of: Mapping[str, int] = {s.name: index[spec_of(s)] for s in config.services.values()}
+        self._classify = [classifier(config, spec) for spec in self.specs]
+        self._cache: dict[tuple[object, ...], Order] = {}
         self.maps: Sequence[OrderMap] | None = None  # one per datacenter set, once compiled
         self.indexes: Sequence[Sequence[int]] = ()  # each map's `index_v4()`, made with it
 
@@ -142,7 +203,15 @@ class Orders:
                 block = -1 if mapped else class_id << 8 | prefix
                 return Placement(maps[which].classes[class_id], prefix, True, block)
         location = self.locator.locate(address)
-        key = (which, location.latitude, location.longitude, location.datacenter)
+        key = (
+            which,
+            location.latitude,
+            location.longitude,
+            location.datacenter,
+            location.subdivision,
+            location.country,
+            location.continent,
+        )
         order = self._cache.get(key)
         if order is None:
             order = self._classify[which](location)
@@ -155,26 +224,48 @@ class Orders:
 class Steering:
     """Decisions under one HealthView; a new view means a new Steering (nothing stale inside)."""
 
-    def __init__(self, config: Config, view: HealthView, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        view: HealthView,
+        *,
+        now: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.view = view
-        self.states = service_states(config, view, now=now())
-        self._single = {s.name: len(s.datacenters()) == 1 for s in config.services.values()}
+        self.rng = rng or random.Random()
+        self.states = service_states(config, view, now=now(), rng=self.rng)
+        self._constant = {
+            s.name: len(s.datacenters()) == 1 or spec_of(s).constant for s in config.services.values()
+        }
         self._decisions: dict[tuple[str, Order, bool], Decision] = {}
 
     def decide(self, service: Service, order: Order, *, v4: bool) -> Decision:
+        """The decision for an order (memoised: orders are few, one per map class). It may
+        vary per reply (`Decision.pick`) or per client network (`Decision.keyed`)."""
         key = (service.name, order, v4)
         decision = self._decisions.get(key)
         if decision is None:
-            decision = decide(service, order, self.states[service.name], v4=v4)
-            self._decisions[key] = decision  # bounded: orders are few (one per map class)
+            decision = decide(service, order, self.states[service.name], v4=v4, rng=self.rng)
+            self._decisions[key] = decision
         return decision
+
+    def for_client(self, decision: Decision, address: IPAddress) -> tuple[Decision, int]:
+        """A keyed decision made concrete for one client, and the prefix its key holds over
+        (in the address's family width); other decisions unchanged, prefix 0."""
+        if decision.keyed is None:
+            return decision, 0
+        key, used = client_key(address, *decision.key_prefixes)
+        if address.version == 6 and address.ipv4_mapped is not None:
+            used += 96  # in the mapped address's own width
+        return decision.for_key(key), used
 
     def independent(self, service: Service, decision: Decision) -> bool:
         """Answers that are the same for every client: scope 0."""
         if decision.mode in (Mode.FALLBACK, Mode.SERVFAIL, Mode.DRAINED):
             return True
-        return self._single[service.name]
+        return decision.keyed is None and self._constant[service.name]
 
     def datacenter_states(self, service: Service) -> dict[str, DatacenterState]:
         return self.states[service.name]

@@ -1,22 +1,27 @@
 """Health checks: `http`/`https` (aiohttp client), `tcp` (connect), `dns` (one UDP query), `none`.
 
 Adapter layer: the only user of the aiohttp client (with yarl, its URL type); standard
-library, `gslb.config.model` and `gslb.probe.dnswire` besides. Each check returns a
-`CheckResult` (ok, rtt_ms, detail) and turns the failures it expects (refused, reset, TLS,
-bad status, wrong answer) into a failed result; timeouts and anything unexpected are the
-prober's business. A check probes `check.address or endpoint.address` on `check.port`, or
-80/443/53 by kind.
+library, `gslb.config.model` and `gslb.dnswire` besides. Each check returns a
+`CheckResult` (ok, rtt_ms, detail, and for http checks with `load_field`/`load_header` a
+load figure) and turns the failures it expects (refused, reset, TLS, bad status, wrong
+answer) into a failed result; timeouts and anything unexpected are the prober's business.
+A check probes `check.address or endpoint.address` on `check.port`, or 80/443/53 by kind. A
+load figure that is missing or not a number is no figure, never a failure: the endpoint
+serves, it just does not say how busy it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import random
 import socket
 import ssl
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
@@ -25,7 +30,7 @@ import aiohttp
 from yarl import URL
 
 from gslb.config.model import Check, CheckKind, IPAddress
-from gslb.probe.dnswire import (
+from gslb.dnswire import (
     answer_matches,
     pack_query,
     parse_reply,
@@ -45,6 +50,7 @@ class CheckResult:
     ok: bool
     rtt_ms: float | None
     detail: str = ""
+    load: float | None = None  # the load figure a passing http check read, if configured
 
 
 def probe_port(check: Check) -> int | None:
@@ -134,13 +140,66 @@ async def check_http(
             body = await response.content.read(MAX_BODY)
             rtt_ms = (time.perf_counter() - started) * 1000.0
             status = response.status
+            response_headers = response.headers
     except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as e:
         return CheckResult(False, None, _describe(e))
     if not low <= status <= high:
         return CheckResult(False, rtt_ms, f"HTTP {status}, expected {low}-{high}")
     if check.body_contains is not None and check.body_contains not in body.decode("utf-8", "replace"):
         return CheckResult(False, rtt_ms, f"HTTP {status}, body lacks {check.body_contains!r}")
-    return CheckResult(True, rtt_ms, f"HTTP {status}")
+    if check.load_field is None and check.load_header is None:
+        return CheckResult(True, rtt_ms, f"HTTP {status}")
+    load, missing = read_load(check, body, response_headers)
+    return CheckResult(
+        True, rtt_ms, f"HTTP {status}" + (f", no load figure: {missing}" if missing else ""), load
+    )
+
+
+def read_load(check: Check, body: bytes, headers: Mapping[str, str]) -> tuple[float | None, str]:
+    """The load figure of a response (`check.load_field` or `load_header`) and, when there is
+    none, a short reason for the check's detail. `headers` is aiohttp's case-insensitive
+    mapping, so the header's name matches in any case."""
+    if check.load_header is not None:
+        value = headers.get(check.load_header)
+        if value is None:
+            return None, f"header {check.load_header} missing"
+        figure = load_number(value)
+        if figure is None:
+            return None, f"header {check.load_header} is not a number: {value[:40]!r}"
+        return figure, ""
+    if check.load_field is None:
+        return None, ""
+    try:
+        found: object = json.loads(body)
+    except ValueError:  # bad JSON, bad UTF-8, or a body cut at MAX_BODY
+        return None, "body is not JSON"
+    for name in check.load_field.split("."):
+        if not isinstance(found, dict) or name not in found:
+            return None, f"field {check.load_field} missing"
+        found = found[name]
+    figure = load_number(found)
+    if figure is None:
+        return None, f"field {check.load_field} is not a number: {str(found)[:40]!r}"
+    return figure, ""
+
+
+def load_number(value: object) -> float | None:
+    """A finite number from JSON (a number, or a string holding one) or from a header.
+
+    Not finite is no figure: NaN would sort anywhere, and state records hold finite numbers.
+    """
+    if isinstance(value, bool):  # JSON true is not 1
+        return None
+    if isinstance(value, int | float):
+        figure = float(value)
+    elif isinstance(value, str):
+        try:
+            figure = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return figure if math.isfinite(figure) else None
 
 
 async def check_tcp(address: IPAddress, port: int) -> CheckResult:

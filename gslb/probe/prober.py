@@ -7,7 +7,8 @@ contract, never redis) and `gslb.probe.checks`. `Prober` is an async context man
 - each target runs on its own interval, the first run spread at random over the interval so
   a thousand endpoints do not fire in the same millisecond; a semaphore bounds concurrency;
 - a check that times out or raises counts as a failure, and the loop carries on;
-- every result goes through `gslb.health.tracker.next_state`; changed states are written in
+- every result goes through `gslb.health.tracker.next_state` (with its rtt, load figure and
+  each endpoint's own peak-EWMA decay time); changed states are written in
   one batch per heartbeat interval with the heartbeat, and at once (coalesced for
   `MIN_WRITE_GAP_S`) when some endpoint's health changed, so responders hear of it quickly;
 - when the store is unreachable (`StateError`, or a timeout) the states are kept and written
@@ -34,6 +35,7 @@ from gslb.errors import StateError
 from gslb.health.tracker import EndpointState, next_state
 from gslb.health.view import Health
 from gslb.lifecycle import cancel_all
+from gslb.logs import counted
 from gslb.probe.checks import Checker, CheckResult, CheckRunner
 from gslb.state.store import Store
 
@@ -104,6 +106,8 @@ class Prober:
     ) -> None:
         self.prober_id = prober_id
         self.targets = plan_targets(config)
+        # Endpoints sharing a target share its results but not their policy's decay time.
+        self._tau_s = {endpoint.id: endpoint.ewma_tau_s for endpoint in config.endpoints()}
         self._store = store
         self._now = now
         self._rng = rng or random.Random()
@@ -169,7 +173,7 @@ class Prober:
         except BaseException:
             await self._checker.__aexit__(None, None, None)
             raise
-        log.info("prober %s checking %d targets", self.prober_id, len(self.targets))
+        log.info("prober %s checking %s", self.prober_id, counted(len(self.targets), "target"))
         return self
 
     async def __aexit__(
@@ -340,7 +344,14 @@ class Prober:
         for endpoint_id in target.endpoint_ids:
             prev = self._states[endpoint_id]
             state = next_state(
-                prev, result.ok, result.rtt_ms, now=now, check=target.check, detail=result.detail
+                prev,
+                result.ok,
+                result.rtt_ms,
+                now=now,
+                check=target.check,
+                detail=result.detail,
+                load=result.load,
+                tau_s=self._tau_s[endpoint_id],
             )
             self._states[endpoint_id] = state
             self._dirty[endpoint_id] = state

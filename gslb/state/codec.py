@@ -3,7 +3,10 @@
 Adapter-side but pure: standard library, `gslb.health` and `gslb.state.record` only, no
 redis. Every record carries `"v": 1`; a reader that meets another format version raises
 `StateError` for that record (the store skips it) instead of guessing. Field names are
-short because thousands of endpoint states are written every second.
+short because thousands of endpoint states are written every second. Fields added later
+within a version are optional on read (an endpoint state without "cost", "cat" or "load",
+written before the steering policies, decodes with None there), and readers ignore fields
+they do not know, so old and new probers and responders can share one store.
 """
 
 from __future__ import annotations
@@ -118,6 +121,9 @@ def _encode_state(s: EndpointState) -> dict[str, Any]:
         "last": s.last_ok,
         "rtt": s.last_rtt_ms,
         "why": s.detail,
+        "cost": s.cost_ms,
+        "cat": s.cost_at,
+        "load": s.load,
     }
 
 
@@ -134,6 +140,9 @@ def _decode_state(d: dict[str, Any]) -> EndpointState:
         last_ok=_opt_bool(d, "last"),
         last_rtt_ms=_opt_float(d, "rtt"),
         detail=_str(d, "why"),
+        cost_ms=_opt_float(d, "cost"),
+        cost_at=_opt_float(d, "cat"),
+        load=_opt_float(d, "load"),
     )
 
 

@@ -29,18 +29,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType, TracebackType
+from typing import Final
 
-from gslb.config.model import Config
+from gslb.config.model import Config, PickPolicy
 from gslb.errors import StateError
 from gslb.health.quorum import Staleness, combine, staleness
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import Health, HealthView
 from gslb.lifecycle import cancel_all
+from gslb.logs import counted
 from gslb.state.record import Hint
 from gslb.state.snapshot_file import load_snapshot, save_snapshot
 from gslb.state.store import Store
@@ -74,8 +77,13 @@ class HealthSync:
         snapshot_path: Path | None = None,
         on_change: Callable[[HealthView], None] | None = None,
         now: Callable[[], float] = time.time,
+        figures_interval_s: float | None = None,
     ) -> None:
         self._store = store
+        # p2c_ewma and least_load need the probes' latency costs and load figures: read them
+        # (the detailed snapshot) and swap a view for them at most once per this interval.
+        self._figures_interval_s = figures_interval_s
+        self._figures_at = -math.inf
         self._stale_after_s = stale_after_s
         self._quorum = quorum
         self._hold_stale_s = hold_stale_s
@@ -94,6 +102,8 @@ class HealthSync:
         self.errors = 0  # failed store calls
         self.bugs = 0  # unexpected exceptions (each episode's first traceback is logged)
         self.staleness = Staleness(stale_since=MappingProxyType({}))
+        self.applied_at: float | None = None  # when the current store version was first read
+        self._on_version: list[Callable[[], None]] = []
         self._generation = 0
         self._failing: set[str] = set()  # what keeps raising unexpectedly (logged once per episode)
         self._force_full = True
@@ -123,6 +133,7 @@ class HealthSync:
             snapshot_path=config.state.snapshot_path,
             on_change=on_change,
             now=now,
+            figures_interval_s=FIGURES_INTERVAL_S if uses_figures(config) else None,
         )
 
     @property
@@ -141,11 +152,11 @@ class HealthSync:
             if loaded is not None:
                 self.snapshot = loaded
                 log.info(
-                    "loaded state snapshot version %d from %s (%d probers, %d drains)",
+                    "loaded state snapshot version %d from %s (%s, %s)",
                     loaded.version,
                     self._snapshot_path,
-                    len(loaded.probers),
-                    len(loaded.drains),
+                    counted(len(loaded.probers), "prober"),
+                    counted(len(loaded.drains), "drain"),
                 )
                 self._recompute(self._now())
         await self.sync_once()
@@ -167,6 +178,11 @@ class HealthSync:
             with contextlib.suppress(Exception):  # _write_files has logged whatever it hit
                 await self._saving
 
+    def on_version(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` whenever a read brings a new store version (the fleet heartbeat
+        reports it at once, so the api can tell which responders have applied a drain)."""
+        self._on_version.append(callback)
+
     def wake(self, *, full: bool = False) -> None:
         """Poll now (for example after a local write in embedded mode)."""
         if full:
@@ -180,15 +196,22 @@ class HealthSync:
         try:
             async with asyncio.timeout(self._timeout_s):
                 poll = await self._store.poll()
+                figures = (
+                    self._figures_interval_s is not None
+                    and now - self._figures_at >= self._figures_interval_s
+                )
                 full = (
                     self._force_full
+                    or figures
                     or not self.connected
                     or poll.version != self.snapshot.version
                     or not set(poll.heartbeats) <= set(self.snapshot.probers)
                 )
                 if full:
                     self._force_full = False
-                    snapshot = await self._store.snapshot(now=now)
+                    snapshot = await self._store.snapshot(
+                        now=now, details=self._figures_interval_s is not None
+                    )
                 else:
                     probers = {
                         prober_id: replace(report, heartbeat_at=poll.heartbeats.get(prober_id, 0.0))
@@ -229,11 +252,19 @@ class HealthSync:
         self._lost_at = None
         self.polls += 1
         self.syncs += full
+        moved = snapshot.version != self.snapshot.version or self.applied_at is None
         self.snapshot = snapshot
         self.last_sync_at = now
         changed = self._recompute(now)
         if full or changed:
             self._save()
+        if moved:
+            self.applied_at = now
+            for callback in self._on_version:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("state version callback failed")
         return True
 
     def _recompute(self, now: float) -> bool:
@@ -261,7 +292,13 @@ class HealthSync:
             self.staleness = picture
         old = self.current
         if view.endpoints == old.endpoints and view.drains == old.drains:
-            return False
+            if self._figures_interval_s is None or now - self._figures_at < self._figures_interval_s:
+                return False
+            self._figures_at = now
+            if _close(view.costs, old.costs) and view.loads == old.loads:
+                return False
+        elif self._figures_interval_s is not None:
+            self._figures_at = now
         self._generation += 1
         view = replace(view, version=self._generation)
         for endpoint_id in sorted(set(view.endpoints) | set(old.endpoints)):
@@ -425,3 +462,22 @@ def _listed(endpoints: Mapping[str, Health], form: str = "{e} {h}") -> str:
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+FIGURES_INTERVAL_S: Final = 5.0
+"""How often latency costs and load figures are read and, when they moved, a view swapped in."""
+
+
+def uses_figures(config: Config) -> bool:
+    """True when some service's endpoint policy reads costs or loads."""
+    wanted = (PickPolicy.P2C_EWMA, PickPolicy.LEAST_LOAD)
+    return any(
+        pick.policy in wanted for s in config.services.values() for pick in (s.pick, *s.picks.values())
+    )
+
+
+def _close(new: Mapping[str, float], old: Mapping[str, float], tolerance: float = 0.1) -> bool:
+    """Costs within 10 % of the last view's: not worth rebuilding every decision for."""
+    if new.keys() != old.keys():
+        return False
+    return all(abs(value - old[key]) <= tolerance * max(abs(old[key]), 1.0) for key, value in new.items())

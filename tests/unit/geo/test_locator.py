@@ -64,9 +64,14 @@ CITY_HITS = {  # address: (network, country, continent, city, latitude, longitud
 }
 
 
+SUBDIVISIONS = {"81.2": "GB-ENG", "2.125": "GB-ENG", "175.16": "CN-22", "216.160": "US-WA", "89.160": "SE-E"}
+SUBDIVISIONS["214.0"] = "AU-VIC"
+
+
 @pytest.mark.parametrize("address", CITY_HITS, ids=list(CITY_HITS))
 def test_city_hits(city: Locator, address: str) -> None:
     network, country, continent, city_name, latitude, longitude = CITY_HITS[address]
+    subdivision = SUBDIVISIONS.get(".".join(address.split(".")[:2]))
     assert locate(city, address) == Location(
         ip_network(network),
         DATABASE,
@@ -75,6 +80,7 @@ def test_city_hits(city: Locator, address: str) -> None:
         country=country,
         continent=continent,
         city=city_name,
+        subdivision=subdivision,
     )
     assert locate(city, address).known
 

@@ -10,10 +10,10 @@ from gslb.config.model import (
     Config,
     Datacenter,
     Endpoint,
-    Policy,
     ProberConfig,
     Service,
     StateConfig,
+    Strategy,
     WhenAllDown,
 )
 
@@ -43,7 +43,7 @@ def config_with(
         name="www.gslb.test.",
         zone="gslb.test.",
         ttl=30,
-        policy=Policy.NEAREST,
+        strategy=Strategy.NEAREST,
         min_up=1,
         when_all_down=WhenAllDown.FAIL_OPEN,
         fallback=(),

@@ -6,9 +6,9 @@ from ipaddress import ip_address
 
 import pytest
 
-from gslb.config.model import Check, Datacenter, Endpoint, IPAddress, Policy, Service, WhenAllDown
+from gslb.config.model import Check, Datacenter, Endpoint, IPAddress, Service, Strategy, WhenAllDown
 from gslb.health.view import Drain, DrainKind, Health, HealthView
-from gslb.policy.nearest import (
+from gslb.policy.decision import (
     DatacenterState,
     Mode,
     Position,
@@ -44,7 +44,7 @@ def service(
         "www.",
         "example.",
         30,
-        Policy.NEAREST,
+        Strategy.NEAREST,
         min_up,
         when_all_down,
         tuple(ip_address(a) for a in fallback),
