@@ -1,9 +1,9 @@
-"""Just enough DNS wire format for the `dns` health check: pack one query, read one reply.
+"""Just enough DNS wire format for a client: pack one query, read one reply.
 
-Pure: standard library and `gslb.zone.codes` only. dnslib lives in `gslb/dns` alone, and a
-health check needs only a header, a question and the answer records, so this packs and parses
-them by hand. Answers
-are rendered as text the way an operator writes `expect_answer`: A and AAAA as addresses,
+Used by the prober's `dns` check and by `gslb healthcheck` (which must start fast: this module
+imports nothing outside the standard library and `gslb.zone.codes`). They need only a header,
+a question and the answer records, so this packs and parses them by hand. Answers are
+rendered as text the way an operator writes `expect_answer`: A and AAAA as addresses,
 CNAME/NS/PTR as absolute names, MX as "preference name", TXT as the joined strings, anything
 else as `\\# <length> <hex>` (RFC 3597).
 """
@@ -29,7 +29,10 @@ class DnsReply:
     id: int
     rcode: int
     truncated: bool
-    answers: tuple[str, ...]
+    answers: tuple[str, ...]  # each answer's RDATA as text
+    authoritative: bool = False
+    question: tuple[str, int] | None = None  # (name in lower case with the dot, qtype)
+    answer_types: tuple[tuple[str, int], ...] = ()  # each answer's (owner, type)
 
 
 def qtype_code(name: str) -> int:
@@ -85,12 +88,17 @@ def parse_reply(wire: bytes) -> DnsReply:
     if not flags & 0x8000:
         raise ValueError("not a reply (QR=0)")
     offset = _HEADER.size
+    question = None
     for _ in range(qdcount):
-        _, offset = read_name(wire, offset)
+        name, offset = read_name(wire, offset)
+        if offset + 4 > len(wire):
+            raise ValueError("truncated question")
+        question = question or (name, int.from_bytes(wire[offset : offset + 2], "big"))
         offset += 4
     answers: list[str] = []
+    types: list[tuple[str, int]] = []
     for _ in range(ancount):
-        _, offset = read_name(wire, offset)
+        owner, offset = read_name(wire, offset)
         if offset + _RR.size > len(wire):
             raise ValueError("truncated record")
         rtype, _, _, rdlength = _RR.unpack_from(wire, offset)
@@ -99,8 +107,17 @@ def parse_reply(wire: bytes) -> DnsReply:
         if end > len(wire):
             raise ValueError("truncated rdata")
         answers.append(render_rdata(wire, rtype, offset, end))
+        types.append((owner, rtype))
         offset = end
-    return DnsReply(query_id, flags & 0x000F, bool(flags & 0x0200), tuple(answers))
+    return DnsReply(
+        query_id,
+        flags & 0x000F,
+        bool(flags & 0x0200),
+        tuple(answers),
+        authoritative=bool(flags & 0x0400),
+        question=question,
+        answer_types=tuple(types),
+    )
 
 
 def read_name(wire: bytes, offset: int) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gslb.probe.dnswire import (
+from gslb.dnswire import (
     answer_matches,
     pack_query,
     parse_reply,
