@@ -1,4 +1,5 @@
-"""Command-line front: `gslb serve | check | explain | probe | api | drain | undrain | state | audit | token`.
+"""Command-line front: `gslb serve | check | healthcheck | explain | probe | api | drain | undrain |
+state | audit | token | config`.
 
 The only module that prints. It parses arguments, loads the config and hands over to the
 runtime; every GslbError becomes one message on stderr and a non-zero exit status.
@@ -10,6 +11,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from gslb import __version__
 from gslb.config.loader import load, parse_listen
-from gslb.config.model import Config
-from gslb.errors import ConfigError, GslbError
+from gslb.config.model import Config, Listen, Setting
+from gslb.config.overrides import add_flags
+from gslb.errors import ConfigError, GslbError, ListenError
+from gslb.logs import LogFormat, counted, log_format, setup_logging
 
 if TYPE_CHECKING:
     from gslb.api.client import ApiClient
@@ -27,10 +32,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("gslb")
 
 
-def _config(path: str | None) -> Config:
-    from gslb.responder import DEFAULT_CONFIG
+BUNDLED_CONFIG = Path(__file__).parent / "data" / "gslb.yaml"
 
-    return load(Path(path) if path else DEFAULT_CONFIG)
+
+def config_path(path: str | None, *, required: bool = False) -> Path:
+    """-c FILE, else $GSLB_CONFIG, else the bundled example (or an error where a command
+    needs a config of its own)."""
+    chosen = path or os.environ.get("GSLB_CONFIG")
+    if chosen:
+        return Path(chosen)
+    if required:
+        raise GslbError("this command needs a config with state.redis_url: pass -c FILE or set GSLB_CONFIG")
+    return BUNDLED_CONFIG
+
+
+def _config(path: str | None, args: argparse.Namespace | None = None) -> Config:
+    """The config file with the GSLB_* variables and the command's override flags over it."""
+    required = args is not None and args.command in ("probe", "api")
+    return load(config_path(path, required=required), _settings(args))
+
+
+def _settings(args: argparse.Namespace | None) -> tuple[Setting, ...]:
+    from gslb.config.overrides import settings
+
+    return settings(args.command if args is not None else "", args, os.environ)
 
 
 def _run(coro: object) -> None:
@@ -45,12 +70,7 @@ def _run(coro: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gslb.runtime import serve
 
-    config = _config(args.config)
-    if args.listen:
-        listen = tuple(parse_listen(x) for x in args.listen)
-        config = replace(config, server=replace(config.server, listen=listen))
-    if args.api_listen:
-        config = replace(config, api=replace(config.api, listen=parse_listen(args.api_listen)))
+    config = _config(args.config, args)
     if config.server.workers > 1 and args.worker is None:
         from gslb.runtime import supervise
 
@@ -63,7 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from gslb.runtime import probe
 
-    _run(probe(_config(args.config)))
+    _run(probe(_config(args.config, args)))
     return 0
 
 
@@ -73,9 +93,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gslb.config.loader import read
     from gslb.dns.zonefile import load_zones
     from gslb.health.view import HealthView
-    from gslb.responder import DEFAULT_CONFIG, build_parts
+    from gslb.responder import build_parts
 
-    config, found = read(Path(args.config) if args.config else DEFAULT_CONFIG)
+    config, found = read(config_path(args.config), _settings(None))
     problems = list(found.items)
     try:
         if not problems:
@@ -89,8 +109,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(str(config.source), problems)
     print(
-        f"{config.source}: OK ({len(config.zones)} zones, {len(config.datacenters)} datacenters, "
-        f"{len(config.services)} services)"
+        f"{config.source}: OK ({counted(len(config.zones), 'zone')}, "
+        f"{counted(len(config.datacenters), 'datacenter')}, {counted(len(config.services), 'service')})"
     )
     return 0
 
@@ -114,10 +134,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 ready (one line on stdout), 1 not ready (one line on stderr), 2 cannot check."""
+    from gslb.healthcheck import CANNOT_CHECK, check
+
+    config = _config(args.config)
+    distributed = config.state.redis_url is not None
+    if args.max_state_age is not None and distributed and config.server.metrics_listen is None:
+        print(
+            f"gslb healthcheck: --max-state-age needs server.metrics_listen in {config.source} "
+            "(the state's age is read from its /readyz)",
+            file=sys.stderr,
+        )
+        return CANNOT_CHECK
+    try:
+        outcome = check(
+            config,
+            server=args.server,
+            max_state_age_s=args.max_state_age,
+            timeout_s=args.timeout,
+        )
+    except Exception as exc:  # a checker must get one line, never a traceback
+        print(f"gslb healthcheck: cannot check (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
+        return CANNOT_CHECK
+    print(outcome.line, file=sys.stdout if outcome.status == 0 else sys.stderr)
+    return outcome.status
+
+
+def _listen_arg(text: str) -> Listen:
+    try:
+        return parse_listen(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is not HOST:PORT (e.g. 127.0.0.1:53 or [::1]:53)'
+        ) from None
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a number of seconds above 0')
+    return value
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     from gslb.runtime import api
 
-    _run(api(_config(args.config)))
+    _run(api(_config(args.config, args)))
     return 0
 
 
@@ -140,9 +206,10 @@ def duration_s(text: str) -> float:
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    from gslb.api.client import ApiClient, api_url, find_token
+    from gslb.api.client import ApiClient, api_url
+    from gslb.api.tokens import find_client_token
 
-    return ApiClient(api_url(args.api), find_token(args.token_file))
+    return ApiClient(api_url(args.api), find_client_token(args.token_file))
 
 
 def _when(iso: str | None) -> str:
@@ -166,11 +233,25 @@ def _timing_lines(result: dict[str, Any]) -> list[str]:
     ttl = f"TTL {result['ttl']} s" + (
         f", negative TTL {result['negative_ttl']} s" if result.get("negative_ttl") else ""
     )
-    return [
-        f"  effective        {_when(result['effective_at'])} (store version {result['version']})",
-        f"  responders by    {_when(result['responders_by'])}",
-        f"  caches clear by  {_when(result['caches_clear_by'])} ({ttl})",
+    how = (
+        ""
+        if "responders_reported" not in result
+        else (" (reported)" if result["responders_reported"] else " (predicted)")
+    )
+    lines = [
+        f"  effective        {_when(result['effective_at'])} (state version {result['state_version']})",
+        f"  responders by    {_when(result['responders_by'])}{how}",
     ]
+    fleet = result.get("responders")
+    if fleet is not None:
+        applied = ", ".join(a["id"] for a in fleet["applied"]) or "none"
+        lines.append(f"  applied by       {applied}")
+        if fleet["pending"]:
+            lines.append(f"  not yet applied  {', '.join(p['id'] for p in fleet['pending'])}")
+        if fleet["not_reporting"]:
+            lines.append(f"  not reporting    {', '.join(p['id'] for p in fleet['not_reporting'])} (stale)")
+    lines.append(f"  caches clear by  {_when(result['caches_clear_by'])} ({ttl})")
+    return lines
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -182,9 +263,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             args.kind, args.name, reason=args.reason, expires_in_s=args.expires_in, force=args.force
         )
     except ApiError as e:
-        print(f"gslb: drain refused: {e}", file=sys.stderr)
-        if e.status == 409:
-            print("gslb: repeat with --force to drain anyway", file=sys.stderr)
+        print(f"gslb: drain refused: {e}", file=sys.stderr)  # a 409 already says --force
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
@@ -195,7 +274,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     print(f"  reason           {result['drain']['reason']}")
     if result["drain"].get("expires_at"):
         print(f"  expires          {_when(result['drain']['expires_at'])}")
-    print(f"  datacenters      {datacenters} ({result['affected_endpoints']} endpoints)")
+    print(f"  datacenters      {datacenters} ({counted(result['affected_endpoints'], 'endpoint')})")
     print(f"  services         {services}")
     for line in _timing_lines(result):
         print(line)
@@ -235,36 +314,31 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
-    """The text `gslb state` prints."""
+    """The text `gslb state` prints: drains of every level as drained (who, why, until when),
+    why a datacenter or endpoint is not up, and no round-trip time for a failing check."""
     sync = state["sync"]
     age = "never" if sync["age_s"] is None else f"{sync['age_s']:.1f} s ago"
+    version = state["state_version"]
     lines = [
-        f"gslb state: {state['mode']} mode, store version {state['version']['store']}, "
-        f"last sync {age}"
+        f"gslb state: {state['mode']} mode, state version {version}, last sync {age}"
         + ("" if sync["connected"] else ", STORE UNREACHABLE")
         + (", STALE" if sync["stale"] else "")
         + (", HOLDING LAST VERDICTS" if state.get("hold", {}).get("holding") else "")
     ]
     lines += _hold_lines(state.get("hold"))
-    rows = [["REGION", "DATACENTER", "STATE", "UP", "DRAIN"]]
+    in_dc: dict[str, list[dict[str, Any]]] = {}
+    for e in state.get("endpoints", []):
+        in_dc.setdefault(e["datacenter"], []).append(e)
+    rows = [["REGION", "DATACENTER", "STATE", "UP", "WHY"]]
     by_name = {dc["name"]: dc for dc in state["datacenters"]}
-    listed = set()
     for region in state["regions"]:
         for name in region["datacenters"]:
             dc = by_name[name]
-            listed.add(name)
             up = sum(s["endpoints_up"] for s in dc["services"])
             total = sum(s["endpoints"] for s in dc["services"])
-            drain = dc["drain"]
-            rows.append(
-                [
-                    region["name"],
-                    name,
-                    dc["state"],
-                    f"{up}/{total}",
-                    f"{drain['kind']} {drain['target']}: {drain['reason']}" if drain else "",
-                ]
-            )
+            drained = sum(s.get("endpoints_drained", 0) for s in dc["services"])
+            count = f"{up}/{total}" + (f" ({drained} drained)" if drained else "")
+            rows.append([region["name"], name, dc["state"], count, _datacenter_why(dc, in_dc.get(name, []))])
     lines += ["", *_table(rows)]
     rows = [["SERVICE", "TTL", "ELIGIBLE", "WHEN ALL DOWN"]]
     for service in state["services"]:
@@ -272,16 +346,18 @@ def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
         rows.append([service["name"].rstrip("."), str(service["ttl"]), eligible, service["when_all_down"]])
     lines += ["", *_table(rows)]
     if endpoints:
-        rows = [["ENDPOINT", "HEALTH", "DRAINED", "PROBERS (health, ewma ms, last check)"]]
+        rows = [["ENDPOINT", "STATE", "DRAIN", "PROBERS (health, ewma ms or why it fails, last check)"]]
         for e in state["endpoints"]:
-            probers = "; ".join(
-                f"{p['prober']} {p['health']}"
-                + (f" {p['ewma_rtt_ms']:.1f}" if p["ewma_rtt_ms"] is not None else "")
-                + (f" {p['last_check_age_s']:.1f}s ago" if p["last_check_age_s"] is not None else "")
-                for p in e["probers"]
+            shown = "drained" if e["drained"] else e["health"]
+            drain = e.get("drain")
+            rows.append(
+                [
+                    e["id"],
+                    shown + (" (held)" if e.get("held") else ""),
+                    "" if not drain else _drain_short(drain, own=drain["kind"] == "endpoint"),
+                    "; ".join(_prober_text(p) for p in e["probers"]),
+                ]
             )
-            health = e["health"] + (" (held)" if e.get("held") else "")
-            rows.append([e["id"], health, "yes" if e["drained"] else "", probers])
         lines += ["", *_table(rows)]
     lines += ["", "drains:" if state["drains"] else "drains: none"]
     lines += [f"  {_drain_text(d)}" for d in state["drains"]]
@@ -292,7 +368,128 @@ def render_state(state: dict[str, Any], *, endpoints: bool = False) -> str:
         lines.append(
             f"  {p['id']}: heartbeat {p['heartbeat_age_s']:.1f} s ago" + (stale if p["stale"] else "")
         )
+    lines += _responder_lines(state)
     return "\n".join(lines)
+
+
+REASON_WIDTH = 40
+"""A drain's reason or a check's failure is cut to this many characters in the tables
+(`--json` has them whole)."""
+
+TROUBLES_SHOWN = 2
+"""The WHY column names this many failing endpoints of a datacenter, then counts the rest."""
+
+
+def _short(text: str, width: int = REASON_WIDTH) -> str:
+    """One line of at most `width` characters, cut at a word when one ends in its second
+    half: 'connection refused', 'replacing the second power supply of…'."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space > width // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def _until(iso: str | None) -> str:
+    """', until 14:05' in local time (with the date when not today), '' for no expiry."""
+    if not iso:
+        return ""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(iso).astimezone()
+    today = datetime.now().astimezone().date()
+    return f", until {when.strftime('%H:%M' if when.date() == today else '%Y-%m-%d %H:%M')}"
+
+
+def _drain_words(drain: dict[str, Any]) -> str:
+    """Who, why, until when: 'by alice: disk swap, until 14:05' (the token name only)."""
+    name = drain.get("token") or drain["who"].partition("@")[0]
+    by = f"by {name}: " if name else ""
+    return f"{by}{_short(drain['reason'])}{_until(drain.get('expires_at'))}"
+
+
+def _drain_short(drain: dict[str, Any], *, own: bool = False) -> str:
+    """'region europe by alice: disk swap, until 14:05'; `own`: the row is the drained thing."""
+    return _drain_words(drain) if own else f"{drain['kind']} {drain['target']} {_drain_words(drain)}"
+
+
+def _datacenter_why(dc: dict[str, Any], endpoints: list[dict[str, Any]]) -> str:
+    """Why a datacenter is not simply up: its region or datacenter drain, its endpoint
+    drains, and its endpoints that are down or degraded with the check's own words."""
+    parts = []
+    if dc["drain"]:
+        parts.append(_drain_short(dc["drain"]))
+    drains = dc.get("endpoint_drains") or []
+    if len(drains) == 1:
+        address = drains[0]["target"].rsplit("/", 1)[-1]
+        parts.append(f"endpoint {address} drained {_drain_words(drains[0])}")
+    elif drains:
+        groups = "; ".join(dict.fromkeys(_drain_words(d) for d in drains))
+        parts.append(f"{len(drains)} endpoints drained {groups}")
+    troubles = [
+        e
+        for e in endpoints
+        if e["health"] != "up" and not (e.get("drain") and e["drain"]["kind"] == "endpoint")
+    ]
+    for e in troubles[:TROUBLES_SHOWN]:
+        failure = next((p["failure"] for p in e["probers"] if p.get("failure")), None)
+        held = " (held)" if e.get("held") else ""
+        parts.append(f"{e['address']} {e['health']}{held}" + (f": {_short(failure)}" if failure else ""))
+    if len(troubles) > TROUBLES_SHOWN:
+        parts.append(f"{len(troubles) - TROUBLES_SHOWN} more not up")
+    return "; ".join(parts)
+
+
+def _prober_text(p: dict[str, Any]) -> str:
+    """'p1 up 12.3 ms 0.5s ago', or for a failing check 'p1 down: connection refused 0.5s ago'
+    (no round-trip time: the EWMA of a failing check is its timeout, not a measurement)."""
+    failing = p.get("last_ok") is False or p["health"] == "down"
+    rtt = p["ewma_rtt_ms"]
+    text = f"{p['prober']} {p['health']}"
+    if p.get("failure"):
+        text += f": {_short(p['failure'])}"
+    elif rtt is not None and not failing:
+        text += f" {rtt:.1f} ms"
+    if p["last_check_age_s"] is not None:
+        text += f" {p['last_check_age_s']:.1f}s ago"
+    return text
+
+
+def _responder_lines(state: dict[str, Any]) -> list[str]:
+    """The fleet part of `gslb state`: every responder, then what is wrong across them."""
+    if "responders" not in state:
+        return []  # an api from before the fleet view
+    responders, fleet = state["responders"], state["fleet"]
+    if not responders:
+        return ["responders: " + ("none registered" if fleet["known"] else "unknown (store unreadable)")]
+    rows = [
+        ["RESPONDER", "STATUS", "HEARTBEAT", "STATE VERSION", "SYNC AGE", "ZONES", "CONFIG", "LAST RELOAD"]
+    ]
+    for r in responders:
+        reload = r["last_reload"]
+        rows.append(
+            [
+                r["id"],
+                r["status"].upper() if r["status"] != "up" else "up",
+                f"{r['heartbeat_age_s']:.1f} s ago",
+                str(r["state_version"]),
+                "-" if r["sync_age_s"] is None else f"{r['sync_age_s']:.1f} s",
+                ", ".join(f"{z.rstrip('.')} {serial}" for z, serial in r["zones"].items()) or "-",
+                r["config_hash"][:12] or "-",
+                "-" if reload is None else f"{'ok' if reload['ok'] else 'FAILED'} {_when(reload['at'])}",
+            ]
+        )
+    lines = ["", *_table(rows)]
+    rates = fleet.get("answers_per_s") or {}
+    if rates:
+        lines.append("answers per second: " + ", ".join(f"{dc} {rate:.1f}" for dc, rate in rates.items()))
+    if fleet["problems"]:
+        lines.append("fleet problems:")
+        lines += [f"  {problem}" for problem in fleet["problems"]]
+    return lines
 
 
 def _hold_lines(hold: dict[str, Any] | None) -> list[str]:
@@ -330,6 +527,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             [_when(e["at"]), e["token"], e["source"], e["action"], e["target"], e["result"], e["reason"]]
         )
     print("\n".join(_table(rows)) if len(rows) > 1 else "no audit entries")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`gslb config reference | schema`: generated from the config model (gslb.config.reference)."""
+    from gslb.config.reference import markdown, schema_json
+
+    sys.stdout.write(markdown() if args.config_command == "reference" else schema_json())
     return 0
 
 
@@ -373,9 +578,18 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="file holding the token (default: $GSLB_API_TOKEN, else the file gslb serve creates)",
+        help="file holding the token (default: $GSLB_API_TOKEN, else the file gslb serve creates in "
+        "embedded mode; api.tokens_file holds only hashes, the CLI never reads it)",
     )
     parser.add_argument("--json", action="store_true", help="print the api's JSON reply")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        help="plain lines, or one JSON object per line (default: $GSLB_LOG_FORMAT, else plain)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,18 +599,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="answer DNS (embedded default with no -c)")
-    serve.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
-    serve.add_argument("--listen", action="append", help="ADDRESS:PORT, overrides server.listen (repeatable)")
-    serve.add_argument("--api-listen", metavar="ADDR:PORT", help="overrides api.listen (embedded mode)")
+    serve.add_argument("-c", "--config", help="gslb.yaml (default: $GSLB_CONFIG, else the bundled example)")
+    add_flags(serve, "serve")  # --listen, --metrics-listen, --identity, ... (gslb.config.overrides)
+    _log_options(serve)
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=cmd_serve)
 
     probe = sub.add_parser("probe", help="probe every endpoint and keep verdicts in Redis")
-    probe.add_argument("-c", "--config", required=True, help="gslb.yaml with state.redis_url")
+    probe.add_argument("-c", "--config", help="gslb.yaml with state.redis_url (default: $GSLB_CONFIG)")
+    add_flags(probe, "probe")
+    _log_options(probe)
     probe.set_defaults(func=cmd_probe)
 
     check = sub.add_parser("check", help="validate a config and its zone files")
-    check.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
+    check.add_argument("-c", "--config", help="gslb.yaml (default: $GSLB_CONFIG, else the bundled example)")
     check.set_defaults(func=cmd_check)
 
     explain = sub.add_parser("explain", help="why a client gets the answer it gets")
@@ -406,15 +622,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--ecs", metavar="PREFIX", help="the client subnet the resolver sends, e.g. 193.0.14.0/24"
     )
     explain.add_argument("--type", default="A", choices=["A", "AAAA"])
-    explain.add_argument("-c", "--config", help="gslb.yaml (default: the bundled example)")
+    explain.add_argument("-c", "--config", help="gslb.yaml (default: $GSLB_CONFIG, else the bundled example)")
     explain.add_argument(
         "--live", action="store_true", help="ask the running api (live health and drains), not the config"
     )
     _api_options(explain)  # --api, --token-file, --json
     explain.set_defaults(func=cmd_explain)
 
+    healthcheck = sub.add_parser(
+        "healthcheck",
+        help="is the local responder ready? exit 0 ready, 1 not ready (one line why), 2 cannot check",
+        description="Query every configured zone's SOA on the local responder (NOERROR, AA) and read "
+        "its /readyz on server.metrics_listen (draining, health state synced and fresh). For ExaBGP's "
+        "healthcheck --cmd, BIRD checkers, container HEALTHCHECK and Kubernetes exec probes. "
+        "Exit status: 0 ready (one line on stdout), 1 not ready (one line on stderr), "
+        "2 bad usage or config.",
+    )
+    healthcheck.add_argument(
+        "-c", "--config", help="gslb.yaml (default: $GSLB_CONFIG, else the bundled example)"
+    )
+    healthcheck.add_argument(
+        "--server",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="the DNS address to query (default: the first server.listen; 0.0.0.0 and :: mean loopback)",
+    )
+    healthcheck.add_argument(
+        "--max-state-age",
+        type=_seconds_arg,
+        metavar="S",
+        help="not ready when the health state is older (default: server.max_state_age_s, else no limit)",
+    )
+    healthcheck.add_argument(
+        "--timeout",
+        type=_seconds_arg,
+        default=1.0,
+        metavar="S",
+        help="seconds to wait for each answer (default: 1)",
+    )
+    healthcheck.set_defaults(func=cmd_healthcheck)
+
     api = sub.add_parser("api", help="the ops api over Redis state (gslb serve runs it in embedded mode)")
-    api.add_argument("-c", "--config", required=True, help="gslb.yaml with state.redis_url")
+    api.add_argument("-c", "--config", help="gslb.yaml with state.redis_url (default: $GSLB_CONFIG)")
+    add_flags(api, "api")
+    _log_options(api)
     api.set_defaults(func=cmd_api)
 
     for verb in ("drain", "undrain"):
@@ -445,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.set_defaults(func=cmd_undrain)
         _api_options(command)
 
-    state = sub.add_parser("state", help="datacenters, drains and probers as the api sees them")
+    state = sub.add_parser("state", help="datacenters, drains, probers and responders as the api sees them")
     state.add_argument("--endpoints", action="store_true", help="also list every endpoint")
     state.set_defaults(func=cmd_state)
     _api_options(state)
@@ -454,6 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=20)
     audit.set_defaults(func=cmd_audit)
     _api_options(audit)
+
+    config = sub.add_parser("config", help="the configuration reference and JSON Schema")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("reference", help="every key of gslb.yaml, as Markdown (docs/configuration.md)")
+    config_sub.add_parser("schema", help="JSON Schema of gslb.yaml for editors (docs/gslb.schema.json)")
+    config.set_defaults(func=cmd_config)
 
     token = sub.add_parser("token", help="api tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -470,18 +727,36 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command not in ("serve", "probe", "api")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.ERROR if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        return int(args.func(args))
+        fmt = log_format(getattr(args, "log_format", None))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    setup_logging(fmt, logging.DEBUG if args.verbose else logging.ERROR if quiet else logging.INFO)
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return status
+    except BrokenPipeError:
+        return _closed_pipe()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"gslb {args.command}: {exc}", file=sys.stderr)
+        return 1
     except GslbError as exc:
         print(f"gslb: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _closed_pipe() -> int:
+    """`gslb explain ... | head -1`: the reader left; stop quietly, as a tool killed by SIGPIPE
+    would (status 128 + 13, what a shell shows for `yes | head -1`). Python's recipe: point
+    stdout at /dev/null, so that the flush at exit does not raise a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

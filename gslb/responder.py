@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import array
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import pickle
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,9 @@ from gslb.errors import ConfigError, GslbError
 from gslb.geo.locator import Locator, load_overrides
 from gslb.geo.steermap import SteerMap, cache_key, load_cached, load_or_compile
 from gslb.health.view import HealthView
-from gslb.policy.steering import Orders, Steering, datacenter_sets
+from gslb.logs import counted
+from gslb.policy.steering import Orders, Steering, specs
+from gslb.state.responders import ReloadResult
 from gslb.zone import name as dnsname
 from gslb.zone.zone import Zone, Zones
 
@@ -65,6 +69,14 @@ class Parts:
             return None
 
 
+def config_file_hash(path: Path) -> str:
+    """sha256 of the config file's bytes ("" when it cannot be read): the fleet view compares it."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def build_locator(config: Config) -> Locator:
     overrides: tuple[Override, ...] = ()
     if config.geoip.overrides is not None:
@@ -80,9 +92,9 @@ def build_locator(config: Config) -> Locator:
 
 def map_key(config: Config) -> str:
     """What, besides the database and overrides, the compiled maps depend on."""
-    orders = datacenter_sets(config)
+    classes = [(s.strategy.value, s.datacenters, s.rules) for s in specs(config)]
     positions = {n: (d.latitude, d.longitude) for n, d in sorted(config.datacenters.items())}
-    return json.dumps({"sets": orders, "positions": positions, "default": config.geoip.default_order})
+    return json.dumps({"specs": classes, "positions": positions, "default": config.geoip.default_order})
 
 
 def build_parts(config: Config, view: HealthView, previous: Parts | None = None) -> Parts:
@@ -129,7 +141,7 @@ def load_cached_maps(parts: Parts, cache_dir: Path) -> bool:
     Python loop that proves it again would cost the responder 0.1 s and ~30 MB of RSS)."""
     if not parts.config.services:
         return False
-    count = len(parts.orders.sets)
+    count = len(parts.orders.specs)
     key = map_key(parts.config)
     maps = load_cached(parts.locator, count, key=key, cache_dir=cache_dir, check_tiling=False)
     if maps is None:
@@ -216,6 +228,13 @@ class Responder:
         self.ref = HandlerRef(self.parts.handler, self.parts.rrl)
         self._all_down: set[str] = set()
         self._reloading = asyncio.Lock()
+        self.config_hash = config_file_hash(config.source)
+        self.last_reload: ReloadResult | None = None  # the last SIGHUP's outcome (fleet view)
+        self.reloads: Counter[str] = Counter()  # "ok" / "failed" (gslb_reload_total)
+
+    def serials(self) -> dict[str, int]:
+        """Zone origin -> SOA serial of the zones answered from now."""
+        return {z.origin_text: z.serial for z in self.parts.zones.all()}
 
     @property
     def config(self) -> Config:
@@ -269,11 +288,19 @@ class Responder:
         async with self._reloading:
             path = self.parts.config.source
             started = time.monotonic()
+            digest = await asyncio.to_thread(config_file_hash, path)
             try:
-                config = await asyncio.to_thread(load, path)
+                config = await asyncio.to_thread(load, path, self.parts.config.settings)
                 parts = await asyncio.to_thread(build_parts, config, self.view, self.parts)
             except GslbError as exc:
-                log.error("reload of %s failed; still serving the previous config:\n%s", path, exc)
+                self.reloads["failed"] += 1
+                self.last_reload = ReloadResult(time.time(), False, str(exc), digest)
+                log.error(
+                    "reload of %s failed; still serving the previous config (%s):\n%s",
+                    path,
+                    ", ".join(f"{origin} serial {serial}" for origin, serial in self.serials().items()),
+                    exc,
+                )
                 return False
             if config.server.listen != self.parts.config.server.listen:
                 log.warning("server.listen changed: it takes effect at the next restart")
@@ -283,14 +310,17 @@ class Responder:
             self.ref.handler = parts.handler
             self.ref.rrl = parts.rrl
             self.apply_view(self.view)  # health may have changed while it was built
+            self.config_hash = digest
+            self.reloads["ok"] += 1
+            self.last_reload = ReloadResult(time.time(), True, "", digest, self.serials())
             serials = ", ".join(f"{z.origin_text} serial {z.serial}" for z in parts.zones.all())
             log.info(
-                "reloaded %s in %.2f s: %d zones (%s), %d services",
+                "reloaded %s in %.2f s: %s (%s), %s",
                 path,
                 time.monotonic() - started,
-                len(config.zones),
+                counted(len(config.zones), "zone"),
                 serials,
-                len(config.services),
+                counted(len(config.services), "service"),
             )
         await self.prepare_maps()
         return True

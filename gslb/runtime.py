@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from gslb.api.context import ApiContext
-from gslb.api.server import run_api, run_metrics
+from gslb.api.server import bind_http, run_api, run_metrics
 from gslb.config.loader import load
 from gslb.config.model import Config
-from gslb.dns.server import dns_listeners
+from gslb.dns.server import bind_dns, dns_listeners
 from gslb.errors import ConfigError, GslbError
+from gslb.fleet import Registration, responder_id
 from gslb.lifecycle import cancel_all
+from gslb.logs import counted, without_password
+from gslb.nodehealth import NodeStatus
 from gslb.probe.slot import ProberSlot
 from gslb.responder import DEFAULT_CONFIG, Parts, Responder, build_parts, prepare_maps
 from gslb.state.snapshot_file import load_snapshot
@@ -42,6 +45,11 @@ from gslb.state.sync import HealthSync
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_CONFIG", "api", "probe", "serve", "state_dir"]
+
+# What chooses each listening address, for the one line a port in use gets (gslb.errors.ListenError).
+API_LISTEN_SETTINGS = "--api-listen or api.listen"
+METRICS_LISTEN_SETTINGS = "--metrics-listen or server.metrics_listen"
+API_ONLY_LISTEN_SETTINGS = "--listen or api.listen"  # `gslb api`
 
 
 def state_dir() -> Path:
@@ -77,14 +85,17 @@ async def _restore_embedded_drains(config: Config, store: Store) -> None:
     for drain in snapshot.drains:
         await store.add_drain(drain, publish=False)
     if snapshot.drains:
-        log.info("restored %d drains from %s", len(snapshot.drains), path)
+        log.info("restored %s from %s", counted(len(snapshot.drains), "drain"), path)
 
 
 @contextlib.asynccontextmanager
 async def _signals(
-    stop: asyncio.Event, reload: Callable[[], Coroutine[Any, Any, None]]
+    stop: asyncio.Event,
+    reload: Callable[[], Coroutine[Any, Any, None]],
+    on_term: Callable[[], None] | None = None,
 ) -> AsyncIterator[None]:
-    """SIGTERM/SIGINT set `stop`; SIGHUP runs `reload()` as a task (one line of log per outcome)."""
+    """SIGTERM/SIGINT set `stop` (SIGTERM calls `on_term` instead when given: the responder's
+    lame duck); SIGHUP runs `reload()` as a task (one line of log per outcome)."""
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -93,7 +104,7 @@ async def _signals(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, on_term or stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
@@ -118,6 +129,13 @@ async def supervise(config: Config, argv: Sequence[str]) -> None:
     """`server.workers` > 1: run that many `gslb serve` processes sharing the listeners
     (SO_REUSEPORT; the kernel spreads queries over them), forward SIGHUP/SIGTERM/SIGINT, and
     restart a worker that dies. Each worker syncs with Redis on its own."""
+    # An address in use is one line here, not a worker that fails and restarts forever. Bound
+    # and closed at once: a socket held here would get its share of the queries, unread.
+    bind_dns(config.server.listen, reuse_port=True).close()
+    metrics = config.server.metrics_listen
+    if metrics is not None:  # one port per worker (`serve`)
+        for index in range(config.server.workers):
+            bind_http(replace(metrics, port=metrics.port + index), settings=METRICS_LISTEN_SETTINGS).close()
     stop = asyncio.Event()
     workers: dict[int, asyncio.subprocess.Process] = {}
 
@@ -171,10 +189,23 @@ async def serve(
         config = replace(config, server=replace(server, metrics_listen=metrics))
     config = with_snapshot_path(config)
     embedded = config.state.redis_url is None
-    responder = Responder(config, cache_dir=map_cache_dir())
-    _tune_gc()
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
+        # Every address first: one in use is one line (ListenError) before anything starts.
+        dns_sockets = stack.enter_context(bind_dns(config.server.listen, reuse_port=worker is not None))
+        api_socket = (
+            stack.enter_context(bind_http(config.api.listen, settings=API_LISTEN_SETTINGS))
+            if embedded
+            else None
+        )
+        metrics_listen = config.server.metrics_listen
+        metrics_socket = (
+            None
+            if metrics_listen is None
+            else stack.enter_context(bind_http(metrics_listen, settings=METRICS_LISTEN_SETTINGS))
+        )
+        responder = Responder(config, cache_dir=map_cache_dir())
+        _tune_gc()
         store = await stack.enter_async_context(open_store(config.state))
         if embedded:
             await _restore_embedded_drains(config, store)
@@ -184,39 +215,99 @@ async def serve(
         responder.apply_view(sync.current)
         slot = ProberSlot(store)
         context = ApiContext(lambda: responder.parts, store, sync, slot, responder_local=True)
+        context.responder = responder
+        reloaded: list[Callable[[], None]] = []  # the registration, once it runs
         if embedded:
             stack.push_async_callback(slot.stop)
             await slot.start(config)
-            await stack.enter_async_context(run_api(config.api, context))
+            await stack.enter_async_context(run_api(config.api, context, sock=api_socket))
 
         async def reload() -> None:
-            if await responder.reload() and embedded:
+            ok = await responder.reload()
+            for callback in reloaded:
+                callback()
+            if ok and embedded:
                 await slot.start(with_snapshot_path(responder.config))
 
-        # This responder's own counters (in embedded mode the api's /metrics has them too).
+        # This responder's own counters (in embedded mode the api's /metrics has them too),
+        # and /healthz and /readyz for load balancers, anycast checkers and orchestrators.
+        node = NodeStatus()
         if config.server.metrics_listen is not None:
-            await stack.enter_async_context(run_metrics(config.server.metrics_listen, context))
+            await stack.enter_async_context(
+                run_metrics(config.server.metrics_listen, context, node, sock=metrics_socket)
+            )
+        on_term = _LameDuck(lambda: _lame_duck_s(config, responder.config), node, stop)
+        stack.callback(on_term.cancel)
 
-        await stack.enter_async_context(_signals(stop, reload))
+        await stack.enter_async_context(_signals(stop, reload, on_term))
         tcp = await stack.enter_async_context(
             dns_listeners(
-                responder.ref, config.server.listen, config.server.tcp, reuse_port=worker is not None
+                responder.ref,
+                config.server.listen,
+                config.server.tcp,
+                reuse_port=worker is not None,
+                sockets=dns_sockets,
             )
         )
         context.tcp = tcp.stats
+        node.listening = True
+        # This responder's record in the store (the fleet view of `gslb state` and the api).
+        registration = await stack.enter_async_context(
+            Registration(responder, sync, store, responder_id=responder_id(config, worker), embedded=embedded)
+        )
+        reloaded.append(registration.wake)
         maps = asyncio.create_task(responder.prepare_maps())
         reports = asyncio.create_task(responder.report_rate_limiting())
         stack.push_async_callback(cancel_all, [maps, reports])
+        mode = "embedded" if embedded else "distributed"
         log.info(
-            "gslb serving %d zones, %d services (%s mode)",
-            len(config.zones),
-            len(config.services),
-            "embedded" if embedded else f"distributed, state in {config.state.redis_url}",
+            "gslb serving %s, %s (%s mode%s)",
+            counted(len(config.zones), "zone"),
+            counted(len(config.services), "service"),
+            mode,
+            "" if embedded else f", state in {without_password(str(config.state.redis_url))}",
+            extra={"zones": len(config.zones), "services": len(config.services), "mode": mode},
         )
         if ready:
             ready()
         await stop.wait()
+        node.draining = True
         log.info("stopping")
+
+
+class _LameDuck:
+    """The responder's SIGTERM: say not ready (/readyz 503) and keep answering DNS for
+    `lame_duck_s`, then stop, so routes and load balancers move away first. A second SIGTERM
+    (or SIGINT, handled by `_signals`) stops at once; so does SIGTERM with no lame duck."""
+
+    def __init__(self, lame_duck_s: Callable[[], float], node: NodeStatus, stop: asyncio.Event) -> None:
+        self.lame_duck_s = lame_duck_s  # read at SIGTERM: a reload may have changed it
+        self.node = node
+        self.stop = stop
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        lame_duck_s = self.lame_duck_s()
+        if self.node.draining or lame_duck_s <= 0:
+            self.stop.set()
+            return
+        self.node.draining = True
+        log.info(
+            "lame duck for %g s: /readyz says not ready, DNS is still answered; then stopping "
+            "(another SIGTERM, or SIGINT, stops at once)",
+            lame_duck_s,
+        )
+        self._timer = asyncio.get_running_loop().call_later(lame_duck_s, self.stop.set)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _lame_duck_s(started: Config, current: Config) -> float:
+    """The current config's lame duck; none without a metrics listener (the one opened at
+    start): nothing else can tell anyone that the node is draining."""
+    return current.server.lame_duck_s if started.server.metrics_listen is not None else 0.0
 
 
 async def probe(config: Config) -> None:
@@ -236,7 +327,7 @@ async def probe(config: Config) -> None:
 
         async def reload() -> None:
             try:
-                new = load(current["config"].source)
+                new = load(current["config"].source, current["config"].settings)
             except GslbError as exc:
                 log.error("reload failed; still probing the previous config:\n%s", exc)
                 return
@@ -259,6 +350,8 @@ async def api(config: Config, *, ready: Callable[[], None] | None = None) -> Non
     config = replace(config, state=replace(config.state, snapshot_path=None))
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
+        # The address first: one in use is one line (ListenError) before anything starts.
+        api_socket = stack.enter_context(bind_http(config.api.listen, settings=API_ONLY_LISTEN_SETTINGS))
         store = await stack.enter_async_context(open_store(config.state))
         sync = await stack.enter_async_context(HealthSync.from_config(store, config))
         current: dict[str, Parts] = {"parts": build_parts(config, sync.current)}
@@ -268,7 +361,7 @@ async def api(config: Config, *, ready: Callable[[], None] | None = None) -> Non
         async def reload() -> None:
             source = current["parts"].config.source
             try:
-                new = load(source)
+                new = load(source, current["parts"].config.settings)
                 new = replace(new, state=replace(new.state, snapshot_path=None))
                 current["parts"] = await asyncio.to_thread(build_parts, new, sync.current, current["parts"])
             except GslbError as exc:
@@ -280,9 +373,9 @@ async def api(config: Config, *, ready: Callable[[], None] | None = None) -> Non
             await prepare_maps(current["parts"], map_cache_dir())
 
         context = ApiContext(lambda: current["parts"], store, sync, None, responder_local=False)
-        await stack.enter_async_context(run_api(config.api, context))
+        await stack.enter_async_context(run_api(config.api, context, sock=api_socket))
         await stack.enter_async_context(_signals(stop, reload))
-        log.info("gslb api ready, state in %s", config.state.redis_url)
+        log.info("gslb api ready, state in %s", without_password(str(config.state.redis_url)))
         if ready:
             ready()
         await stop.wait()

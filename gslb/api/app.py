@@ -53,18 +53,22 @@ from gslb.api.drains import (
     previously_empty,
     refusal,
 )
+from gslb.api.health import add_health_routes
 from gslb.api.inputs import RequestProblem, check_text, json_text
 from gslb.api.metrics import GslbCollector, registry_for
 from gslb.api.openapi import spec
-from gslb.api.report import SyncInfo, build_state, drain_json
+from gslb.api.report import SyncInfo, add_fleet, applied_split, build_state, drain_json
 from gslb.api.tokens import Role
+from gslb.api.traffic import TRAFFIC, TrafficHistory, sampling
 from gslb.config.model import ApiConfig, Config
 from gslb.errors import StateError
 from gslb.explain import explain, render
 from gslb.health.snapshot import Snapshot
 from gslb.health.view import Drain, DrainKind
 from gslb.lograte import LogRate, bug_kind, describe, printable
+from gslb.nodehealth import NodeStatus
 from gslb.state.record import AuditAction, AuditEntry
+from gslb.state.responders import ResponderRecord
 from gslb.zone import name as dnsname
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,8 @@ class ApiState:
     store_failures: LogRate
     details: Snapshot | None = None
     details_at: float = 0.0
+    responders: tuple[ResponderRecord, ...] | None = None
+    responders_at: float = 0.0
 
     @property
     def config(self) -> Config:
@@ -302,6 +308,26 @@ async def detailed_snapshot(state: ApiState) -> Snapshot | None:
     return details
 
 
+async def fleet_records(state: ApiState, *, fresh: bool = False) -> tuple[ResponderRecord, ...] | None:
+    """Every responder's registration, at most DETAILS_MAX_AGE_S old (`fresh`: read now);
+    None if the store cannot be read (the fleet is then shown as unknown)."""
+    now = state.clock()
+    if not fresh and state.responders is not None and now - state.responders_at < DETAILS_MAX_AGE_S:
+        return state.responders
+    try:
+        async with asyncio.timeout(state.timeout_s):
+            records = await state.context.store.responders()
+    except (StateError, TimeoutError) as e:
+        log.debug("no responder records: %s", describe(e))
+        return None
+    except Exception as e:
+        if state.bugs.first(f"reading the responders: {describe(e)}", bug_kind(e)):
+            log.exception("api bug reading the responders (the same bug again is counted)")
+        return None
+    state.responders, state.responders_at = records, now
+    return records
+
+
 def sync_info(state: ApiState, details: bool) -> SyncInfo:
     sync = state.context.sync
     return SyncInfo(
@@ -322,16 +348,27 @@ def sync_info(state: ApiState, details: bool) -> SyncInfo:
 async def get_state(request: web.Request, caller: Caller | None) -> web.StreamResponse:
     state = request.app[STATE]
     details = await detailed_snapshot(state)
+    records = await fleet_records(state)
     sync = state.context.sync
+    now = state.clock()
     body = build_state(
         state.config,
         sync.current,
         sync.snapshot,
         details,
         sync_info(state, details is not None),
-        now=state.clock(),
+        now=now,
     )
+    poll = state.config.state.poll_interval_s
+    add_fleet(body, records, sync.current.drains, now=now, poll_interval_s=poll)
     return json_response(body)
+
+
+async def get_traffic(request: web.Request, caller: Caller | None) -> web.StreamResponse:
+    """Answers per second by datacenter and responder over the last 15 minutes (`gslb.api.traffic`)."""
+    state = request.app[STATE]
+    records = await fleet_records(state)
+    return json_response(request.app[TRAFFIC].to_json(state.config, records, now=state.clock()))
 
 
 async def get_explain(request: web.Request, caller: Caller | None) -> web.StreamResponse:
@@ -365,7 +402,11 @@ async def get_explain(request: web.Request, caller: Caller | None) -> web.Stream
     qtype = check_text(query.get("type", "A"), "type", max_length=MAX_PARAM).upper()
     if qtype not in ("A", "AAAA"):
         raise RequestProblem(400, "bad_value", f'type "{qtype}" is not A or AAAA', field="type")
-    result = explain(state.context.parts(), state.context.sync.current, name, client, ecs=ecs, qtype=qtype)
+    sync = state.context.sync
+    version = sync.store_version
+    result = explain(
+        state.context.parts(), sync.current, name, client, ecs=ecs, qtype=qtype, state_version=version
+    )
     return json_response({**result.to_json(), "text": render(result)})
 
 
@@ -390,6 +431,7 @@ async def get_whoami(request: web.Request, caller: Caller | None) -> web.StreamR
 async def get_metrics(request: web.Request, caller: Caller | None) -> web.StreamResponse:
     state = request.app[STATE]
     state.collector.details = await detailed_snapshot(state)
+    state.collector.responders = await fleet_records(state)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = encoder(state.registry)
     return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
@@ -441,18 +483,54 @@ async def _wait_applied(state: ApiState, version: int) -> float | None:
     return state.clock()
 
 
+async def _wait_responders(state: ApiState, version: int) -> tuple[dict[str, Any] | None, float | None]:
+    """Which responders answer from `version` on (their registrations say so within
+    milliseconds of applying it): waits until none is pending, for at most about one poll
+    interval and a heartbeat. Also when the last of them applied it, if every live responder
+    did and none is silent. (None, None) when the store cannot tell."""
+    deadline = time.monotonic() + state.config.state.poll_interval_s + 1.0
+    while True:
+        records = await fleet_records(state, fresh=True)
+        if records is None:
+            return None, None
+        split = applied_split(records, version, now=state.clock())
+        if not split["pending"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    applied = {a["id"] for a in split["applied"]}
+    times = [r.state_applied_at for r in records if r.id in applied]
+    everyone = applied and not split["pending"] and not split["not_reporting"]
+    if not everyone or any(t is None for t in times):
+        return split, None
+    return split, max(t for t in times if t is not None)
+
+
 def _timing(
-    state: ApiState, written_at: float, applied_at: float | None, ttl: int, version: int
+    state: ApiState,
+    written_at: float,
+    applied_at: float | None,
+    ttl: int,
+    version: int,
+    *,
+    fleet: tuple[dict[str, Any] | None, float | None] = (None, None),
 ) -> dict[str, Any]:
-    """When the change holds everywhere, and when resolver caches have let go of the old answers."""
+    """When the change holds everywhere, and when resolver caches have let go of the old answers.
+
+    `responders_by` is reported (`responders_reported`: true) when every live responder has
+    said it applies the version; otherwise it is predicted from the poll interval."""
     poll = state.config.state.poll_interval_s
     # Embedded: the only responder is this process, and it has applied the change already.
     local = state.context.responder_local and applied_at is not None
     responders_by = applied_at if local and applied_at is not None else written_at + poll
+    responders, reported_by = fleet
+    if reported_by is not None:
+        responders_by = reported_by
     return {
-        "version": version,
+        "state_version": version,
         "effective_at": iso(written_at),
         "responders_by": iso(responders_by),
+        "responders_reported": reported_by is not None,
+        "responders": responders,
         "caches_clear_by": iso(responders_by + ttl),
         "caches_clear_in_s": round(responders_by + ttl - state.clock(), 3),
         "ttl": ttl,
@@ -518,11 +596,12 @@ def drain_handler(kind: DrainKind) -> RouteHandler:
             await _audit_failed(state, caller, AuditAction.DRAIN, key, reason=body.reason, error=e)
             raise
         applied_at = await _wait_applied(state, version)
+        fleet = await _wait_responders(state, version)
         state.collector.api_requests[("drain", "applied")] += 1
         expiry = f", expires {iso(drain.expires_at)}" if drain.expires_at else ""
         forced = " (forced: leaves nothing to answer)" if effect.emptied else ""
         log.info(
-            "drained %s by %s: %r%s%s; store version %d",
+            "drained %s by %s: %r%s%s; state version %d",
             key,
             drain.who,
             drain.reason,
@@ -554,7 +633,7 @@ def drain_handler(kind: DrainKind) -> RouteHandler:
             "affected_services": list(effect.services),
             "affected_datacenters": list(effect.datacenters),
             "affected_endpoints": effect.endpoints,
-            **_timing(state, written_at, applied_at, effect.max_ttl(config), version),
+            **_timing(state, written_at, applied_at, effect.max_ttl(config), version, fleet=fleet),
         }
         return json_response(body_out)
 
@@ -654,10 +733,11 @@ def undrain_handler(kind: DrainKind) -> RouteHandler:
                     **base,
                     "removed": None,
                     "message": f"{kind.value} {target} was not drained",
-                    "version": version,
+                    "state_version": version,
                 }
             )
         applied_at = await _wait_applied(state, version)
+        fleet = await _wait_responders(state, version)
         ttl = max((config.services[s].ttl for s in services), default=0)
         negative = 0
         for name in previously_empty(config, remaining, removed, now=now):
@@ -666,7 +746,7 @@ def undrain_handler(kind: DrainKind) -> RouteHandler:
                 negative = max(negative, zone.negative_ttl)
         state.collector.api_requests[("undrain", "applied")] += 1
         log.info(
-            "undrained %s by %s: %r; store version %d", key, who(caller.name, caller.source), reason, version
+            "undrained %s by %s: %r; state version %d", key, who(caller.name, caller.source), reason, version
         )
         await state.audit_file.append(
             AuditRecord(
@@ -678,7 +758,7 @@ def undrain_handler(kind: DrainKind) -> RouteHandler:
                 **base,
                 "removed": drain_json(removed),
                 "negative_ttl": negative or None,
-                **_timing(state, written_at, applied_at, max(ttl, negative), version),
+                **_timing(state, written_at, applied_at, max(ttl, negative), version, fleet=fleet),
             }
         )
 
@@ -706,6 +786,7 @@ def routes(settings: ApiConfig) -> tuple[Route, ...]:
         Route("GET", "/metrics", get_metrics, metrics_role),
         Route("GET", "/v1/whoami", get_whoami, Role.READ),
         Route("GET", "/v1/state", get_state, Role.READ),
+        Route("GET", "/v1/traffic", get_traffic, Role.READ),
         Route("GET", "/v1/explain", get_explain, Role.READ),
         Route("GET", "/v1/audit", get_audit, Role.READ),
     ]
@@ -747,12 +828,17 @@ def build_app(
     for route in routes(settings):
         app.router.add_route(route.method, route.path, requires(route.role, route.handler))
     state = app[STATE]
+    app[TRAFFIC] = TrafficHistory()
+    app.cleanup_ctx.append(sampling(app[TRAFFIC], lambda: fleet_records(state, fresh=True), clock=clock))
     flush_on_cleanup(app, bugs, state.auth_failures, state.forbidden, state.store_failures)
     return app
 
 
-def build_metrics_app(context: ApiContext, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """Only `GET /metrics`, for a responder's `server.metrics_listen` (no tokens, no drains)."""
+def build_metrics_app(
+    context: ApiContext, *, node: NodeStatus | None = None, clock: Callable[[], float] = time.time
+) -> web.Application:
+    """`GET /metrics` (and, given the `node`'s status, `/healthz` and `/readyz`:
+    `gslb.api.health`), for a responder's `server.metrics_listen` (no tokens, no drains)."""
     bugs = LogRate(log, "api bugs of a kind already logged", level=logging.ERROR, clock=clock)
     app = web.Application(middlewares=[json_errors(bugs)], client_max_size=MAX_BODY)
     collector = GslbCollector(context, clock=clock)
@@ -765,5 +851,7 @@ def build_metrics_app(context: ApiContext, *, clock: Callable[[], float] = time.
 
     registry = registry_for(collector)
     app.router.add_route("GET", "/metrics", metrics)
+    if node is not None:
+        add_health_routes(app, context, node, clock=clock)
     flush_on_cleanup(app, bugs)
     return app

@@ -6,7 +6,7 @@ to `NAME@SOURCE` (token name and client address), so the store's entry is the au
 and nothing is written twice. Requests the api refuses after authentication (409, nothing
 to undrain) are appended to the store by the api with `detail` starting with `result=`.
 When `api.audit_log` is set every one of them is also appended to that file as one JSON
-line (time, token, source, action, target, reason, result, version, expiry), opened with
+line (time, token, source, action, target, reason, result, state_version, expiry), opened with
 O_APPEND for each write so log rotation by rename just works. A drain or undrain the store
 could not take is in the file too (`result` `store_unavailable`): the store cannot hold it.
 """
@@ -98,7 +98,7 @@ class AuditRecord:
                 "target": self.target,
                 "reason": self.reason,
                 "result": self.result,
-                "version": self.version,
+                "state_version": self.version,
                 "expires_at": iso(self.expires_at),
                 "detail": self.detail,
             }

@@ -22,6 +22,7 @@ from aiohttp import web
 from gslb.api.inputs import RequestProblem
 from gslb.api.tokens import Role, Token, TokenSources, TokenTable, load_tokens, sendable
 from gslb.errors import ConfigError
+from gslb.logs import counted
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Tokens:
                 except ConfigError as e:
                     log.error("api tokens not reloaded; the previous tokens stay in force:\n%s", e)
                 else:
-                    log.info("api tokens reloaded from %s: %d tokens", self._file, len(self.table))
+                    log.info("api tokens reloaded from %s: %s", self._file, counted(len(self.table), "token"))
         return self.table
 
     def describe(self) -> str:

@@ -2,9 +2,11 @@
 
 No aiohttp here (its client lives in `gslb.probe` only). Finds the api (`--api`, else
 `$GSLB_API_URL`, else http://127.0.0.1:8053) and the token (`--token-file`, else
-`$GSLB_API_TOKEN`, else the per-user file that `gslb serve` creates in embedded mode).
-Path parts are percent-encoded, slashes included, so endpoint ids travel intact. Errors
-become `ApiError` with the api's message; the token is never part of one.
+`$GSLB_API_TOKEN`, else the per-user file that `gslb serve` creates in embedded mode; see
+`gslb.api.tokens.find_client_token`). Path parts are percent-encoded, slashes included, so
+endpoint ids travel intact. Errors become `ApiError` with the api's message worded for the
+CLI: a 401 names the token source used and the alternatives, a 409 says `--force` where the
+api says `force: true`. The token itself is never part of one.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from gslb.api.tokens import ENV_TOKEN, local_token_path, read_token_file, sendable
-from gslb.errors import ConfigError, GslbError
+from gslb.api.tokens import ENV_TOKEN, ClientToken, TokenOrigin, display_path, find_client_token
+from gslb.errors import GslbError
 
 DEFAULT_URL = "http://127.0.0.1:8053"
 ENV_URL = "GSLB_API_URL"
@@ -42,16 +43,37 @@ def api_url(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
 
 def find_token(token_file: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The token to send: --token-file, $GSLB_API_TOKEN, else the embedded per-user file."""
-    env = os.environ if env is None else env
-    if token_file:
-        return read_token_file(Path(token_file).expanduser())
-    if env.get(ENV_TOKEN, "").strip():
-        token = env[ENV_TOKEN].strip()
-        if not sendable(token):  # a header cannot carry it; never quote it: it is a secret
-            raise ConfigError(ENV_TOKEN, ["the token is not printable ASCII (it travels in a header)"])
-        return token
-    local = local_token_path(env)
-    return read_token_file(local) if local.is_file() else None
+    return find_client_token(token_file, env).secret
+
+
+def refused_token_text(url: str, token: ClientToken, message: str) -> str:
+    """What the CLI says when the api answers 401: which token source it used, and the others.
+
+    The tokens the api accepts are in its `api.tokens_file` (hashes) and `$GSLB_API_TOKENS`,
+    or, with neither, its per-user file; the CLI cannot read a secret from any of them.
+    """
+    if token.origin is TokenOrigin.NONE:
+        return (
+            f"the api at {url} needs a token and the CLI found none: no --token-file, {ENV_TOKEN} "
+            f"unset, no {display_path(token.path)} (401 {message}); pass --token-file FILE or set "
+            f"{ENV_TOKEN} to a token of the api's api.tokens_file (gslb token create prints one)"
+        )
+    others = {
+        TokenOrigin.FLAG: f"pass another --token-file FILE (it wins over {ENV_TOKEN})",
+        TokenOrigin.ENV: f"set {ENV_TOKEN} to another token or pass --token-file FILE",
+    }.get(token.origin, f"pass --token-file FILE or set {ENV_TOKEN}")
+    return (
+        f"the api refused the token from {token.where()} (401 {message}); {others}, "
+        f"or check api.tokens_file of the api you reach ({url})"
+    )
+
+
+def cli_wording(error: str, message: str) -> str:
+    """The api's message as the CLI words it: the api says `force: true` (a JSON field),
+    the CLI `--force` (its flag)."""
+    if error == "would_drain_everything":
+        return message.removeprefix("refused: ").replace("repeat with force: true", "repeat with --force")
+    return message
 
 
 def quote(part: str) -> str:
@@ -60,9 +82,12 @@ def quote(part: str) -> str:
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str | None, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, token: str | ClientToken | None, *, timeout_s: float = TIMEOUT_S) -> None:
         self.url = url
-        self._token = token
+        if not isinstance(token, ClientToken):
+            token = ClientToken(token, TokenOrigin.NONE if token is None else TokenOrigin.GIVEN)
+        self.token = token
+        self._token = token.secret
         self.timeout_s = timeout_s
 
     def request(
@@ -88,11 +113,9 @@ class ApiClient:
         except urllib.error.HTTPError as e:
             payload = _decode(e.read())
             message = str(payload.get("message") or e.reason)
-            if e.code == 401 and not self._token:
-                message += (
-                    f" (no token found: set {ENV_TOKEN}, pass --token-file, or run gslb serve, which "
-                    f"creates {local_token_path()})"
-                )
+            if e.code == 401:
+                raise ApiError(refused_token_text(self.url, self.token, message), e.code, payload) from None
+            message = cli_wording(str(payload.get("error", "")), message)
             raise ApiError(f"{e.code}: {message}", e.code, payload) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)

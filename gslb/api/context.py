@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gslb.dns.connections import TcpStats
 from gslb.probe.slot import ProberSlot
-from gslb.responder import Parts
+from gslb.responder import Parts, Responder
 from gslb.state.store import Store
 from gslb.state.sync import HealthSync
 
@@ -25,3 +25,4 @@ class ApiContext:
     probers: ProberSlot | None = None  # embedded mode: this process probes (slot.prober)
     responder_local: bool = False  # embedded mode: this process answers DNS (handler counters are ours)
     tcp: Callable[[], TcpStats] | None = None  # this process's DNS-over-TCP counters, once it listens
+    responder: Responder | None = None  # this process's responder (reload counters, zone serials)

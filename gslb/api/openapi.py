@@ -162,6 +162,14 @@ def spec() -> dict[str, Any]:
                     {"$ref": "#/components/schemas/State"},
                 )
             },
+            "/v1/traffic": {
+                "get": _read(
+                    "Answers per second by datacenter and by responder over the last 15 minutes, "
+                    "sampled from the responders' answer counters every 5 s by this api process",
+                    "traffic",
+                    {"$ref": "#/components/schemas/Traffic"},
+                )
+            },
             "/v1/explain": {
                 "get": _read(
                     "Why a client gets the answer it gets (as gslb explain, with the live health)",
@@ -210,6 +218,8 @@ def spec() -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     time_ = {"type": ["string", "null"], "format": "date-time"}
+    rate = {"type": ["number", "null"]}
+    series = {"type": "array", "items": rate}
     drain = {
         "type": "object",
         "properties": {
@@ -224,13 +234,30 @@ def _schemas() -> dict[str, Any]:
         },
     }
     timing = {
-        "version": {"type": "integer", "description": "store version after the write"},
+        "state_version": {
+            "type": "integer",
+            "description": "the state version after the write (the store version; gslb state's "
+            "state_version, each responder's state_version)",
+        },
         "effective_at": {**time_, "description": "when the store took the change"},
         "responders_by": {
             **time_,
-            "description": "when every responder answers accordingly: this process's own apply "
-            "time in embedded mode, else effective_at + state.poll_interval_s (pub/sub hints "
-            "usually make it milliseconds)",
+            "description": "when every responder answers accordingly: reported by the responders "
+            "(responders_reported: true) when every live one has applied the version, else this "
+            "process's own apply time in embedded mode, else effective_at + state.poll_interval_s "
+            "(pub/sub hints usually make it milliseconds)",
+        },
+        "responders_reported": {"type": "boolean"},
+        "responders": {
+            "type": ["object", "null"],
+            "description": "the registered responders that answer from this version on (applied, "
+            "with when), those that do not yet (pending) and stale ones (not_reporting); null "
+            "when the store could not tell",
+            "properties": {
+                "applied": {"type": "array", "items": {"type": "object"}},
+                "pending": {"type": "array", "items": {"type": "object"}},
+                "not_reporting": {"type": "array", "items": {"type": "object"}},
+            },
         },
         "caches_clear_by": {
             **time_,
@@ -306,12 +333,64 @@ def _schemas() -> dict[str, Any]:
                 "detail": {"type": "string"},
             },
         },
+        "Traffic": {
+            "type": "object",
+            "description": "Series are aligned with at (oldest first); a value is null when it is "
+            "unknown (the store could not be read, or the responders were stale)",
+            "properties": {
+                "now": time_,
+                "interval_s": {"type": "number", "description": "seconds between samples"},
+                "window_s": {"type": "number", "description": "how far back the series go"},
+                "at": {"type": "array", "items": {"type": "number"}, "description": "sample times, Unix s"},
+                "total": {
+                    "type": "object",
+                    "properties": {"answers_per_s": rate, "series": series},
+                },
+                "datacenters": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "region": {"type": ["string", "null"]},
+                            "answers_per_s": {**rate, "description": "the latest sample"},
+                            "series": series,
+                        },
+                    },
+                },
+                "responders": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "status": {"enum": ["up", "stale", "stopped", "gone"]},
+                            "answers_per_s": {**rate, "description": "the latest sample, all datacenters"},
+                            "by_datacenter": {
+                                "type": ["object", "null"],
+                                "additionalProperties": {"type": "number"},
+                            },
+                            "series": series,
+                        },
+                    },
+                },
+            },
+        },
         "State": {
             "type": "object",
             "properties": {
                 "now": time_,
                 "mode": {"enum": ["embedded", "distributed"]},
-                "version": {"type": "object", "properties": {"store": {}, "view": {}}},
+                "state_version": {
+                    "type": "integer",
+                    "description": "the store version of the state in use: the same number gslb drain "
+                    "reports, each responder's state_version and gslb_state_version",
+                },
+                "view_generation": {
+                    "type": "integer",
+                    "description": "this process's count of health-view swaps (also moves when a drain "
+                    "expires or a prober goes stale); gslb_state_view_generation",
+                },
                 "sync": {"type": "object"},
                 "probers": {"type": "array", "items": {"type": "object"}},
                 "stale_probers": {"type": "array", "items": {"type": "string"}},
@@ -338,13 +417,41 @@ def _schemas() -> dict[str, Any]:
                             "region": {"type": "string"},
                             "latitude": {"type": "number"},
                             "longitude": {"type": "number"},
-                            "state": {"enum": ["up", "degraded", "down", "drained"]},
+                            "state": {
+                                "enum": ["up", "degraded", "down", "drained"],
+                                "description": "drained: a region or datacenter drain (drain), or "
+                                "endpoint drains without which it would be eligible (endpoint_drains)",
+                            },
+                            "drain": {"oneOf": [{"$ref": "#/components/schemas/Drain"}, {"type": "null"}]},
+                            "endpoint_drains": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Drain"},
+                                "description": "the endpoint drains on its endpoints",
+                            },
                         },
                     },
                 },
                 "services": {"type": "array", "items": {"type": "object"}},
-                "endpoints": {"type": "array", "items": {"type": "object"}},
+                "endpoints": {
+                    "type": "array",
+                    "description": "each endpoint with its drain (any level) and each prober's verdict: "
+                    "ewma_rtt_ms is null when the last check failed or the endpoint is down (a "
+                    "failure counts as a full timeout), failure is then the check's words",
+                    "items": {"type": "object"},
+                },
                 "drains": {"type": "array", "items": {"$ref": "#/components/schemas/Drain"}},
+                "responders": {
+                    "type": "array",
+                    "description": "every registered responder: status (up, stale, stopped), "
+                    "zone serials, config hash, last reload, state version applied, sync age, "
+                    "answers per datacenter, problems",
+                    "items": {"type": "object"},
+                },
+                "fleet": {
+                    "type": "object",
+                    "description": "across the live responders: zone serial drift, config drift, "
+                    "failed reloads, stale responders, answers per second by datacenter, problems",
+                },
             },
         },
     }

@@ -13,6 +13,10 @@ neither, the server uses the per-user token file `local_token_path()` (created w
 0600 when missing) as one operate token, so the embedded default is never open without a
 token and the CLI finds it by itself. A file that is not UTF-8 is a ConfigError with its
 line, never a traceback.
+
+Client side (`find_client_token`): the CLI sends `--token-file FILE`, else `$GSLB_API_TOKEN`,
+else the per-user file, and keeps where it came from (`ClientToken`) so that a 401 can say so.
+It never reads `api.tokens_file`: that holds hashes, and a hash cannot be sent.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 import secrets
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gslb.errors import ConfigError
@@ -211,6 +215,66 @@ def read_token_file(path: Path) -> str:
                 raise ConfigError(str(path), ["the token is not printable ASCII (it travels in a header)"])
             return line.strip()
     raise ConfigError(str(path), ["the token file is empty"])
+
+
+class TokenOrigin(enum.Enum):
+    """Where the CLI found the token it sends (in order of precedence)."""
+
+    FLAG = "--token-file"
+    ENV = ENV_TOKEN
+    LOCAL = "local"  # the per-user file `gslb serve` creates in embedded mode
+    GIVEN = "given"  # handed to ApiClient by code
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientToken:
+    """The token the CLI sends and where it came from, so that a 401 can say which one the
+    api refused and what else there is. The CLI never reads `api.tokens_file`: it holds only
+    hashes, and a hash cannot be sent."""
+
+    secret: str | None = field(repr=False)
+    origin: TokenOrigin
+    path: Path | None = None  # FLAG and LOCAL: the file read (LOCAL and NONE: where it was looked for)
+
+    def where(self) -> str:
+        """`--token-file /etc/gslb/token`, `GSLB_API_TOKEN`, `~/.local/state/gslb/api-token`."""
+        if self.origin is TokenOrigin.FLAG:
+            return f"--token-file {display_path(self.path)}"
+        if self.origin is TokenOrigin.ENV:
+            return ENV_TOKEN
+        if self.origin is TokenOrigin.LOCAL:
+            return display_path(self.path)
+        return "the caller"
+
+
+def display_path(path: Path | None) -> str:
+    """A path as people type it: `~/...` under the home folder."""
+    if path is None:
+        return "-"
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def find_client_token(token_file: str | None, env: Mapping[str, str] | None = None) -> ClientToken:
+    """The token the CLI sends: `--token-file`, else `$GSLB_API_TOKEN`, else the per-user file
+    of embedded mode, else none. ConfigError for a file that cannot be read or a token that
+    cannot travel in a header (never quoting it)."""
+    env = os.environ if env is None else env
+    if token_file:
+        path = Path(token_file).expanduser()
+        return ClientToken(read_token_file(path), TokenOrigin.FLAG, path)
+    token = env.get(ENV_TOKEN, "").strip()
+    if token:
+        if not sendable(token):
+            raise ConfigError(ENV_TOKEN, ["the token is not printable ASCII (it travels in a header)"])
+        return ClientToken(token, TokenOrigin.ENV)
+    local = local_token_path(env)
+    if local.is_file():
+        return ClientToken(read_token_file(local), TokenOrigin.LOCAL, local)
+    return ClientToken(None, TokenOrigin.NONE, local)
 
 
 def ensure_local_token(path: Path) -> tuple[str, bool]:

@@ -27,6 +27,8 @@ class Problems:
     def add(self, node: Node | None, message: str) -> None:
         if node is None:
             self.items.append(f"{message}, {self.source}")
+        elif node.line == 0:  # a flag or GSLB_* variable read over the file (config.overrides)
+            self.items.append(f"{node.raw.start_mark.name}: {message} (for {node.path})")
         else:
             self.items.append(
                 f"{node.path}: {message}, {self.source}, line {node.line}, column {node.column}"

@@ -27,6 +27,7 @@ from gslb.config.model import Listen, TcpLimits
 from gslb.dns.connections import Connection, ConnectionTable, Refusal, TcpStats
 from gslb.dns.handler import Handler
 from gslb.dns.rrl import RateLimiter
+from gslb.errors import ListenError
 from gslb.lifecycle import cancel_all
 
 log = logging.getLogger(__name__)
@@ -216,40 +217,102 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def address_text(listen: Listen, proto: str) -> str:
+    """`127.0.0.1:53/udp`, `[::1]:53/tcp`: how errors name an address."""
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return f"{host}:{listen.port}/{proto}"
+
+
+class DnsSockets(contextlib.AbstractContextManager["DnsSockets"]):
+    """The bound (not yet served) UDP and TCP sockets of every `server.listen` address.
+
+    Bound before anything else starts, so that a port in use is one line naming it
+    (`ListenError`) and not a traceback after the api and the prober came up.
+    """
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Listen, socket.socket, socket.socket]] = []  # (address, udp, tcp)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for _, udp, tcp in self.pairs:
+            udp.close()
+            tcp.close()
+        self.pairs.clear()
+
+
+def _bind(listen: Listen, kind: socket.SocketKind, *, reuse_port: bool, settings: str) -> socket.socket:
+    family = _family(listen.host)
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:  # as asyncio's start_server(reuse_address=True): TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((listen.host, listen.port))
+    except OSError as e:
+        sock.close()
+        proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+        raise ListenError.from_os_error(
+            address_text(listen, proto), e, settings=settings, others="another gslb or DNS server"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def bind_dns(
+    listen: tuple[Listen, ...], *, reuse_port: bool = False, settings: str = "--listen or server.listen"
+) -> DnsSockets:
+    """Bind UDP and TCP on every address; raises ListenError (nothing left open) for the first
+    that cannot be bound. `settings` names what chooses the addresses, for the error."""
+    sockets = DnsSockets()
+    try:
+        for item in listen:
+            udp = _bind(item, socket.SOCK_DGRAM, reuse_port=reuse_port, settings=settings)
+            try:
+                tcp = _bind(item, socket.SOCK_STREAM, reuse_port=reuse_port, settings=settings)
+            except ListenError:
+                udp.close()
+                raise
+            sockets.pairs.append((item, udp, tcp))
+    except ListenError:
+        sockets.close()
+        raise
+    return sockets
+
+
 @contextlib.asynccontextmanager
 async def dns_listeners(
-    ref: HandlerRef, listen: tuple[Listen, ...], limits: TcpLimits, *, reuse_port: bool = False
+    ref: HandlerRef,
+    listen: tuple[Listen, ...],
+    limits: TcpLimits,
+    *,
+    reuse_port: bool = False,
+    sockets: DnsSockets | None = None,
 ) -> AsyncIterator[TcpServer]:
-    """Open UDP and TCP on every address; close them on exit."""
+    """Serve UDP and TCP on every address (on `sockets` when bound already, see `bind_dns`);
+    close them on exit."""
     loop = asyncio.get_running_loop()
     tcp = TcpServer(ref, limits)
     _raise_fd_limit(limits.max_connections)
     transports: list[asyncio.BaseTransport] = []
     servers: list[asyncio.Server] = []
+    own = sockets is None
+    bound = bind_dns(listen, reuse_port=reuse_port) if sockets is None else sockets
     try:
-        for item in listen:
-            family = _family(item.host)
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((item.host, item.port))
-            sock.setblocking(False)
+        # TCP first: a query that waited in a UDP socket's buffer since `bind_dns` is answered
+        # the moment UDP starts, and whoever it tells "ready" may connect over TCP next.
+        for _, _, tcp_sock in bound.pairs:
+            servers.append(await asyncio.start_server(tcp.serve, sock=tcp_sock, backlog=_TCP_BACKLOG))
+        for item, udp_sock, _ in bound.pairs:
             transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(UdpProtocol, ref, sock), sock=sock
+                functools.partial(UdpProtocol, ref, udp_sock), sock=udp_sock
             )
             transports.append(transport)
-            server = await asyncio.start_server(
-                tcp.serve,
-                item.host,
-                item.port,
-                family=family,
-                reuse_address=True,
-                reuse_port=reuse_port,
-                backlog=_TCP_BACKLOG,
-            )
-            servers.append(server)
             log.info("listening on %s port %d (UDP and TCP)", item.host, item.port)
         yield tcp
     finally:
@@ -261,3 +324,5 @@ async def dns_listeners(
         for server in servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        if own:
+            bound.close()

@@ -16,6 +16,7 @@ Key layout (P is `{key_prefix}`, hash tag included):
     P:states:<prober>    hash     endpoint id -> endpoint state record (details: explain, resume)
     P:drains             hash     "<kind>:<target>" -> drain record
     P:audit              list     audit records, newest first, trimmed to AUDIT_LIMIT
+    P:responders         hash     responder id -> registration record (`gslb.state.responders`)
     P:changes            channel  PUBLISH after each version bump (a wake-up, no data)
 """
 
@@ -43,6 +44,7 @@ from gslb.health.tracker import EndpointState
 from gslb.health.view import Drain, DrainKind, Health
 from gslb.state.codec import R, drain_key, from_redis, to_redis
 from gslb.state.record import AuditAction, AuditEntry, Heartbeat, Hint, Poll
+from gslb.state.responders import ResponderRecord, responder_from_json, responder_to_json
 from gslb.state.store import AUDIT_LIMIT, Subscription, drain_audit, undrain_audit
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class RedisStore:
         self.health_prefix = f"{p}:health:"
         self.drains_key = f"{p}:drains"
         self.audit_key = f"{p}:audit"
+        self.responders_key = f"{p}:responders"
         self.channel = f"{p}:changes"
         self._warned: set[tuple[str, str]] = set()
 
@@ -285,6 +288,45 @@ class RedisStore:
             probers=MappingProxyType(probers),
             drains=tuple(drains[k] for k in sorted(drains)),
         )
+
+    # --- responders ------------------------------------------------------------------------
+
+    async def write_responder(self, record: ResponderRecord) -> ResponderRecord | None:
+        async with self._guard("write responder"), self._client.pipeline(transaction=True) as pipe:
+            pipe.hget(self.responders_key, record.id)
+            pipe.hset(self.responders_key, record.id, responder_to_json(record))
+            previous, _ = await pipe.execute()
+        if previous is None:
+            return None
+        try:
+            return responder_from_json(previous)
+        except StateError:
+            return None  # an older or newer format: ours replaces it
+
+    async def responders(self) -> tuple[ResponderRecord, ...]:
+        async with self._guard("read responders"):
+            raw = _texts(await self._client.hgetall(self.responders_key))
+        out = []
+        for name in sorted(raw):
+            try:
+                out.append(responder_from_json(raw[name]))
+            except StateError as e:
+                self._warn_once(self.responders_key, name, e)
+        return tuple(out)
+
+    async def forget_responders(self, before: float) -> tuple[str, ...]:
+        async with self._guard("forget responders"):
+            raw = _texts(await self._client.hgetall(self.responders_key))
+            gone = []
+            for name, value in raw.items():
+                try:
+                    if responder_from_json(value).at < before:
+                        gone.append(name)
+                except StateError:
+                    continue  # maybe a newer format: not ours to delete
+            if gone:
+                await self._client.hdel(self.responders_key, *gone)
+        return tuple(sorted(gone))
 
     # --- hints -----------------------------------------------------------------------------
 

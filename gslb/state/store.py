@@ -25,6 +25,7 @@ from gslb.health.tracker import EndpointState
 from gslb.health.view import Drain, DrainKind, Health
 from gslb.state.codec import drain_key
 from gslb.state.record import AuditAction, AuditEntry, Hint, Poll
+from gslb.state.responders import ResponderRecord
 
 AUDIT_LIMIT = 10_000
 """The store keeps this many audit entries; the api's append-only log file keeps them all."""
@@ -121,6 +122,18 @@ class Store(Protocol):
         """Listen for change hints; the first hint is always `Hint.SUBSCRIBED`."""
         ...
 
+    async def write_responder(self, record: ResponderRecord) -> ResponderRecord | None:
+        """Store a responder's registration (no version bump, no hint); the record it replaced."""
+        ...
+
+    async def responders(self) -> tuple[ResponderRecord, ...]:
+        """Every responder's latest registration, by id."""
+        ...
+
+    async def forget_responders(self, before: float) -> tuple[str, ...]:
+        """Drop registrations whose heartbeat is older than `before`; the ids dropped."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -137,6 +150,7 @@ class MemoryStore:
         self._audit: list[AuditEntry] = []  # oldest first
         self._audit_limit = audit_limit
         self._subscriptions: set[_MemorySubscription] = set()
+        self._responders: dict[str, ResponderRecord] = {}
 
     async def write_states(
         self,
@@ -240,6 +254,20 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         self._subscriptions.clear()
+
+    async def write_responder(self, record: ResponderRecord) -> ResponderRecord | None:
+        previous = self._responders.get(record.id)
+        self._responders[record.id] = record
+        return previous
+
+    async def responders(self) -> tuple[ResponderRecord, ...]:
+        return tuple(self._responders[k] for k in sorted(self._responders))
+
+    async def forget_responders(self, before: float) -> tuple[str, ...]:
+        gone = tuple(sorted(k for k, r in self._responders.items() if r.at < before))
+        for key in gone:
+            del self._responders[key]
+        return gone
 
     def _bump(self, publish: bool) -> None:
         self._version += 1

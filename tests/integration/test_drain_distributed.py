@@ -209,7 +209,7 @@ def test_drain_region_moves_every_responder_and_undrain_restores(clean: Cluster)
 
     explained = cluster.get("/v1/explain?name=www.gslb.example.com&client=10.0.0.1&ecs=89.160.20.112/28")
     assert (explained["choice"], explained["mode"]) == ("iad", "failover")
-    assert "drained (region europe: test)" in explained["text"]
+    assert "drained (region europe by ops: test)" in explained["text"]
 
     state = cluster.gslb("state")
     assert state.returncode == 0, state.stderr

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.test_health_e2e import AMS, ENDPOINTS, Lab
 from tests.redis_fixture import RedisServer
 from tests.server_fixture import free_ports, wait_http
@@ -37,7 +38,6 @@ READ = "gslb_read_" + "r" * 32
 DEAD = "www.gslb.example.com/ams/127.0.0.11"
 ALIVE = {"127.0.0.12"}
 QUERIES_AFTER_SIGNALS = 300  # 0.05 s apart: well over ten stale_after_s periods of 1 s
-CHROMIUM = Path("/usr/bin/chromium")
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -193,8 +193,6 @@ def test_killing_the_only_prober_holds_the_dead_endpoint_out_and_says_so(lab: Ho
 def check_status_page(lab: HoldLab) -> None:
     """The page's summary line names the hold and the prober table says since when."""
     from playwright.sync_api import expect, sync_playwright  # only with Chromium
-
-    from tests.integration.test_status_page_browser import CHROMIUM_ARGS
 
     errors: list[str] = []
     with sync_playwright() as playwright:

@@ -16,21 +16,11 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.server_fixture import GslbProcess
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EUROPE = "89.160.20.112"  # Linköping in MaxMind's test database: nearest is ams
 AMS = {"192.0.2.10", "192.0.2.11"}
 IAD = {"198.51.100.10", "198.51.100.11"}

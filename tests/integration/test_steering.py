@@ -244,7 +244,7 @@ def test_explain_live_shows_drains_from_the_running_server(tmp_path: Path, gslb:
     gslb_cli("drain", "datacenter", "ams", "--reason", "maintenance", *api)
     out = gslb_cli("explain", "www.gslb.example.com", "10.0.0.1", "--ecs", "81.2.69.142/32", "--live", *api)
     assert "health     live, state version" in out, out
-    assert "drained (datacenter ams: maintenance)" in out, out
+    assert "drained (datacenter ams by local: maintenance)" in out, out
     assert "choice     iad (failover)" in out, out
     offline = gslb_cli(
         "explain", "www.gslb.example.com", "10.0.0.1", "--ecs", "81.2.69.142/32", "-c", str(gslb.config)

@@ -21,7 +21,7 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str
 def test_a_valid_config(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = check(EXAMPLE_CONFIG, capsys)
     assert (status, err) == (0, "")
-    assert out == f"{EXAMPLE_CONFIG}: OK (1 zones, 3 datacenters, 1 services)\n"
+    assert out == f"{EXAMPLE_CONFIG}: OK (1 zone, 3 datacenters, 1 service)\n"
 
 
 def test_yaml_and_zone_problems_come_in_one_report(capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,7 +124,7 @@ def test_drain_a_region_answers_from_the_next_nearest_and_undrain_restores(confi
         assert body["affected_datacenters"] == ["ams"]
         assert body["affected_services"] == ["api4.gslb.example.com.", "www.gslb.example.com."]
         assert body["ttl"] == 60  # the longest TTL of the affected services
-        assert body["version"] == await h.store.version()
+        assert body["state_version"] == await h.store.version()
         assert body["forced"] is False and body["emptied"] == [] and body["replaced"] is None
         effective = _ts(body["effective_at"])
         assert before - 0.01 <= effective <= time.time()
@@ -307,7 +307,7 @@ def test_state_shows_datacenters_regions_endpoints_and_drains(config: Config) ->
         status, state = await h.get("/v1/state")
         assert status == 200
         assert state["mode"] == "embedded"
-        assert state["version"]["store"] == await h.store.version()
+        assert state["state_version"] == await h.store.version()
         assert state["sync"]["connected"] is True
         assert {dc["name"]: dc["state"] for dc in state["datacenters"]} == {
             "ams": "drained",
@@ -339,7 +339,7 @@ def test_explain_uses_the_live_health(config: Config) -> None:
         await h.post("/v1/datacenters/ams/drain", {"reason": "x"})
         status, body = await h.get(query)
         assert (body["choice"], body["mode"]) == ("iad", "failover")
-        assert "drained (datacenter ams: x)" in body["text"]
+        assert "drained (datacenter ams by operator: x)" in body["text"]
         for bad in ("client=nope", "ecs=nope", "type=MX", ""):
             status, body = await h.get(
                 f"/v1/explain?name=www.gslb.example.com&{bad}" if bad else "/v1/explain"
@@ -375,7 +375,7 @@ def test_audit_file_gets_one_json_line_per_action(tmp_path: Path, config: Config
     ]
     first = lines[0]
     assert (first["token"], first["source"], first["reason"]) == ("operator", "127.0.0.1", "r")
-    assert first["version"] >= 1 and first["expires_at"] and first["at"].endswith("Z")
+    assert first["state_version"] >= 1 and first["expires_at"] and first["at"].endswith("Z")
     assert log_file.stat().st_mode & 0o077 == 0
 
 

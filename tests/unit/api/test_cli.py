@@ -82,7 +82,7 @@ def test_state_table(config: Config) -> None:
 
     text = render_state(asyncio.run(main()), endpoints=True)
     lines = text.splitlines()
-    assert lines[0].startswith("gslb state: embedded mode, store version 1, last sync")
+    assert lines[0].startswith("gslb state: embedded mode, state version 1, last sync")
     assert any(line.split()[:3] == ["europe", "ams", "drained"] and "maintenance" in line for line in lines)
     assert any(line.split()[:4] == ["americas", "iad", "up", "4/4"] for line in lines)
     assert any(line.startswith("www.gslb.example.com") and "iad, sin" in line for line in lines)

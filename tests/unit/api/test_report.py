@@ -118,7 +118,8 @@ def test_with_a_fresh_prober_nothing_is_held(config: Config) -> None:
 def test_a_released_hold_is_shown_as_such() -> None:
     state: dict[str, Any] = {
         "mode": "distributed",
-        "version": {"store": 3, "view": 2},
+        "state_version": 3,
+        "view_generation": 2,
         "sync": {"age_s": 0.5, "connected": True, "stale": False},
         "hold": {
             "holding": False,

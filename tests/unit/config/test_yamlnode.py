@@ -106,7 +106,7 @@ def test_a_reload_of_a_file_that_is_not_utf8_keeps_the_old_config(
         assert asyncio.run(responder.reload()) is False
     assert responder.parts is before
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert record.getMessage().startswith(f"reload of {path} failed; still serving the previous config:")
+    assert record.getMessage().startswith(f"reload of {path} failed; still serving the previous config (")
     assert "not UTF-8 text (byte 0xe9 cannot be decoded)" in record.getMessage()
 
 
