@@ -53,3 +53,22 @@ def test_a_config_that_is_not_utf8_is_one_line_not_a_traceback(capsys: pytest.Ca
         f"{path} is invalid (1 problem):\n"
         f"  - not UTF-8 text (byte 0xe9 cannot be decoded), {path}, line 1, column 6\n"
     )
+
+
+def test_gslb_config_names_the_config_and_the_flag_wins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = DATA / "config" / "zone-and-yaml-problems.yaml"
+    monkeypatch.setenv("GSLB_CONFIG", str(bad))
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err.startswith(f"{bad} is invalid")
+    assert main(["check", "-c", str(EXAMPLE_CONFIG)]) == 0
+    assert capsys.readouterr().out.startswith(f"{EXAMPLE_CONFIG}: OK")
+
+
+def test_probe_without_a_config_says_how_to_give_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GSLB_CONFIG", raising=False)
+    assert main(["probe"]) != 0
+    assert "pass -c FILE or set GSLB_CONFIG" in capsys.readouterr().err
