@@ -8,7 +8,6 @@ runtime; every GslbError becomes one message on stderr and a non-zero exit statu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -64,6 +63,8 @@ def _run(coro: object) -> None:
 
         uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio  # here: gslb healthcheck must start fast, and needs no event loop
+
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
