@@ -32,6 +32,7 @@ from gslb.policy.endpoints import (  # noqa: E402
     Maglev,
     WeightedChoice,
     client_key,
+    fallback_size,
     least_load_order,
     p2c,
 )
@@ -125,8 +126,12 @@ def main() -> None:
         (f"Maglev, {n} members, M = {size:,}", lambda: Maglev(members, size)),
         (f"Maglev, {n} members weighted 1-4, M = {size:,}", lambda: Maglev(weighted_members, size)),
         (
-            "ConsistentHash maglev: view with one member down",
+            "ConsistentHash maglev: the table, then the view with one member down",
             lambda: ConsistentHash(members, "maglev", table_size=size).view(one_down),
+        ),
+        (
+            f"Maglev fallback of a view: {n - 1} members, M = {fallback_size(n - 1, size):,}",
+            lambda: Maglev(members[: n - 1], fallback_size(n - 1, size)),
         ),
         (
             "ConsistentHash ketama: view with one member down",

@@ -18,11 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gslb.policy.endpoints import (
+    MAGLEV_DEFAULT_SIZE,
     ConsistentHash,
     Ketama,
     Maglev,
     WeightedChoice,
     client_key,
+    fallback_size,
     is_prime,
     ketama_digests,
     least_load_order,
@@ -299,7 +301,8 @@ def test_ketama_down_member_ring_is_libketamas_ring_of_the_rest() -> None:
 def test_maglev_fallback_is_the_table_of_the_eligible_members() -> None:
     ring = ConsistentHash(TEN, "maglev")
     eligible = (0, 1, 2, 4, 5, 6, 7, 8, 9)
-    rest = Maglev([TEN[i] for i in eligible])
+    rest = Maglev([TEN[i] for i in eligible], fallback_size(len(eligible), MAGLEV_DEFAULT_SIZE))
+    assert rest.size == 907  # the smallest prime above 100 x 9: built in a millisecond or so
     full = Maglev(TEN)
     for key in KEYS[:5000]:
         if full.lookup(key)[0] == 3:
