@@ -115,6 +115,12 @@ def test_metrics_have_the_series_after_queries_drains_and_checks(
     assert value(samples, "gslb_dns_responses_total", rcode="NODATA", service=www) >= 1
     assert value(samples, "gslb_dns_answers_total", service=www, datacenter="ams") >= 4
     assert value(samples, "gslb_dns_answers_total", service=www, datacenter="sin") >= 1
+    # each address a steered reply carries counts for that endpoint
+    for address in ("192.0.2.10", "192.0.2.11"):
+        per_endpoint = value(
+            samples, "gslb_dns_endpoint_answers_total", service=www, datacenter="ams", endpoint=address
+        )
+        assert per_endpoint == value(samples, "gslb_dns_answers_total", service=www, datacenter="ams")
     assert value(samples, "gslb_when_all_down_answers_total", service=www, mode="drained") >= 1
     assert value(samples, "gslb_service_when_all_down", service=www, policy="fail_open") == 1
 
