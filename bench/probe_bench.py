@@ -31,9 +31,9 @@ from gslb.config.model import (
     Config,
     Datacenter,
     Endpoint,
-    Policy,
     ProberConfig,
     Service,
+    Strategy,
     WhenAllDown,
 )
 from gslb.probe.prober import Prober
@@ -88,7 +88,7 @@ def build_config(kind: str, ports: list[int], interval_s: float, concurrency: in
         name="www.bench.test.",
         zone="bench.test.",
         ttl=30,
-        policy=Policy.NEAREST,
+        strategy=Strategy.NEAREST,
         min_up=1,
         when_all_down=WhenAllDown.FAIL_OPEN,
         fallback=(),
