@@ -18,7 +18,7 @@ from gslb.dns.handler import client_from_ecs
 from gslb.geo.locator import Location
 from gslb.health.view import Drain, Health, HealthView
 from gslb.policy.decision import Position, distance_km
-from gslb.policy.steering import Steering, rule_for, scope_network
+from gslb.policy.steering import Steering, scope_network
 from gslb.responder import Parts
 from gslb.zone import name as dnsname
 from gslb.zone.codes import TYPE_A, TYPE_AAAA
@@ -184,7 +184,7 @@ def explain(
         scope = 0
     else:
         scope = max(placement.prefix, key_prefix) if ecs_client is not None else subnet.source_prefix
-    rule = rule_for(service, location) or ""
+    rule = service.geo.match(location.subdivision, location.country, location.continent) or ""
     if not rule:
         rule = {
             Strategy.NEAREST: "by distance",

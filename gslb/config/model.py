@@ -215,11 +215,6 @@ class GeoRules:
             return f"continent {continent}"
         return None
 
-    def order(self, rule: str) -> tuple[str, ...]:
-        kind, code = rule.split(" ", 1)
-        table = {"subdivision": self.subdivisions, "country": self.countries, "continent": self.continents}
-        return table[kind][code]
-
 
 class WhenAllDown(enum.Enum):
     FAIL_OPEN = "fail_open"

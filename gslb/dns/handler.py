@@ -262,12 +262,9 @@ class Handler:
                     if varied is not None:
                         return wire[:2] + varied
             elif generation == VARIED:  # a reply that varies per answer: choose one
-                store = self._tcp_varied if tcp else self._udp_varied
-                found = store.young.get(body) or store.old.get(body)
-                if found is not None and found.generation >= self._generation:
-                    which = found.pick()
-                    self.counts[found.labels[which]] += 1
-                    return wire[:2] + found.tails[which]
+                varied = self._vary(body, tcp)
+                if varied is not None:
+                    return wire[:2] + varied
         try:
             if self._shape_tails:
                 reply = self._shaped(wire, tcp=tcp)

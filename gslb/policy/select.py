@@ -31,17 +31,15 @@ Addresses = tuple[IPAddress, ...]
 class Selection:
     """What one datacenter answers for one family under one view."""
 
-    __slots__ = ("answers", "key_prefixes", "keyed", "pick", "policy")
+    __slots__ = ("answers", "key_prefixes", "keyed", "pick")
 
     def __init__(
         self,
-        policy: PickPolicy,
         answers: tuple[Addresses, ...],
         pick: Callable[[], int] | None = None,
         keyed: Callable[[bytes], Addresses] | None = None,
         key_prefixes: tuple[int, int] = (32, 128),
     ) -> None:
-        self.policy = policy
         self.answers = answers  # every answer it can give (keyed: the answer for no client)
         self.pick = pick  # which of `answers` this reply carries; None: always the first
         self.keyed = keyed  # consistent hash: the answer for a client key (`client_key`)
@@ -71,20 +69,20 @@ def select(
     count = len(chosen)
     records = min(pick.records or count, count)
     if count == 0:
-        return Selection(policy, ((),))
+        return Selection(((),))
     if policy is PickPolicy.CONSISTENT_HASH:
         return _hashed(pick, members, tuple(eligible), records)
     if policy is PickPolicy.LEAST_LOAD:
         order = least_load_order([loads.get(m[0]) for m in chosen])
         if order is not None:
-            return Selection(policy, (tuple(addresses[i] for i in order[:records]),))
+            return Selection((tuple(addresses[i] for i in order[:records]),))
         policy = PickPolicy.WEIGHTED
     if count == 1:
-        return Selection(policy, (addresses,))
+        return Selection((addresses,))
     if policy is PickPolicy.WEIGHTED:
         following = tuple(_following(addresses, i, records) for i in range(count))
         weights = WeightedChoice([m[2] for m in chosen])
-        return Selection(pick.policy, following, lambda: weights.pick(rng))
+        return Selection(following, lambda: weights.pick(rng))
     if policy is PickPolicy.P2C_EWMA:
         known = [costs[m[0]] for m in chosen if m[0] in costs]
         usual = sum(known) / len(known) if known else 0.0  # no figure yet: an average endpoint
@@ -93,10 +91,10 @@ def select(
         answers = tuple(
             (addresses[i], *(addresses[j] for j in by_cost if j != i))[:records] for i in range(count)
         )
-        return Selection(policy, answers, lambda: p2c(cost, rng))
+        return Selection(answers, lambda: p2c(cost, rng))
     # all, round_robin: every rotation, in turn
     rotations = tuple(_following(addresses, i, records) for i in range(count))
-    return Selection(policy, rotations, itertools.cycle(range(count)).__next__)  # one C call per answer
+    return Selection(rotations, itertools.cycle(range(count)).__next__)  # one C call per answer
 
 
 def _following(addresses: Addresses, first: int, records: int) -> Addresses:
@@ -116,7 +114,7 @@ def _hashed(
 
     first = tuple(addresses[i] for i in eligible[:records])
     prefixes = (pick.ipv4_prefix_length, pick.ipv6_prefix_length)
-    return Selection(PickPolicy.CONSISTENT_HASH, (first,), keyed=for_key, key_prefixes=prefixes)
+    return Selection((first,), keyed=for_key, key_prefixes=prefixes)
 
 
 @lru_cache(maxsize=256)

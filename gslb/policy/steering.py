@@ -155,11 +155,6 @@ def classifier(config: Config, spec: Spec) -> Callable[[LocationLike], Order]:
     return classify
 
 
-def rule_for(service: Service, location: LocationLike) -> str | None:
-    """The geo rule that places `location` for `service` ("country DE"), for explain."""
-    return service.geo.match(location.subdivision, location.country, location.continent)
-
-
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where one client falls: its datacenter order and the prefix length it holds over."""
