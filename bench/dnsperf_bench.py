@@ -12,7 +12,6 @@ and the latency dnsperf reports are printed as a Markdown table to paste into RE
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import random
 import re
@@ -27,28 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gslb.dns.codec import is_public_value
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "gslb" / "data" / "gslb.yaml"
-
-RESERVED = [
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/3",
-    )
-]
 
 
 def wire_name(name: str) -> bytes:
@@ -67,7 +48,7 @@ def public_subnets(count: int, seed: int = 7) -> list[int]:
     out: list[int] = []
     while len(out) < count:
         n24 = rng.randrange(1 << 24)
-        if not any(ipaddress.ip_address(n24 << 8) in r for r in RESERVED):
+        if is_public_value(n24 << 8, v6=False):  # as gslb judges ECS
             out.append(n24)
     return out
 

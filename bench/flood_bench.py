@@ -25,9 +25,7 @@ its log has a matching line) and prints its RSS. `--gslb` is the command that ru
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
-import ipaddress
 import os
 import random
 import re
@@ -44,40 +42,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gslb.dns.codec import is_public_value
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CONFIG = ROOT / "bench" / "peers.yaml"
 DNSPERF_ARGS = ["-T", "4", "-c", "8", "-q", "200", "-t", "2"]  # as ../shared/peers and dnsperf_bench.py
 PROBE_ECS = (8 << 16) | (8 << 8) | 8  # 8.8.8.0/24, the ordinary client's fixed subnet
-
-# Non-public IPv4 space, as ranges of /24 numbers [first, end): never used as a client subnet.
-_RESERVED = sorted(
-    (int(net.network_address) >> 8, (int(net.broadcast_address) >> 8) + 1)
-    for net in map(
-        ipaddress.ip_network,
-        (
-            "0.0.0.0/8",
-            "10.0.0.0/8",
-            "100.64.0.0/10",
-            "127.0.0.0/8",
-            "169.254.0.0/16",
-            "172.16.0.0/12",
-            "192.0.0.0/24",
-            "192.0.2.0/24",
-            "192.88.99.0/24",
-            "192.168.0.0/16",
-            "198.18.0.0/15",
-            "198.51.100.0/24",
-            "203.0.113.0/24",
-            "224.0.0.0/3",
-        ),
-    )
-)
-_STARTS = [start for start, _ in _RESERVED]
-
-
-def is_public24(n24: int) -> bool:
-    i = bisect.bisect_right(_STARTS, n24) - 1
-    return i < 0 or n24 >= _RESERVED[i][1]
 
 
 def unique_subnets(count: int, seed: int) -> list[int]:
@@ -87,7 +57,7 @@ def unique_subnets(count: int, seed: int) -> list[int]:
     out: list[int] = []
     while len(out) < count:
         n24 = rng.randrange(1 << 24)
-        if n24 not in seen and is_public24(n24):
+        if n24 not in seen and is_public_value(n24 << 8, v6=False):  # as gslb judges ECS
             seen.add(n24)
             out.append(n24)
     return out
