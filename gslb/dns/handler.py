@@ -29,7 +29,7 @@ import logging
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from typing import Final
 
 from gslb.config.model import Identity, Service
@@ -51,7 +51,7 @@ from gslb.dns.codec import (
 from gslb.errors import MalformedQuery
 from gslb.lograte import LogRate, bug_kind, describe
 from gslb.policy.decision import Answer, Decision, Mode
-from gslb.policy.endpoints import client_key
+from gslb.policy.endpoints import network_key
 from gslb.policy.steering import OrderMap, Orders, Placement, Steering
 from gslb.zone import name as dnsname
 from gslb.zone.codes import (
@@ -350,8 +350,9 @@ class Handler:
             keyed = shape.keyed.get(info)
             if keyed is not None:  # consistent hash: the reply of the endpoints this network hashes to
                 chooser, prefixes, pieces = keyed
-                client = IPv6Address(value) if shape.family_v6 else IPv4Address(value)
-                found = pieces.get(chooser(client_key(client, *prefixes)[0]).addresses)
+                v6 = shape.family_v6
+                key = network_key(value, v6=v6, prefix=prefixes[v6])
+                found = pieces.get(chooser(key).addresses)
         if found is None:
             varied = shape.varied.get(info)
             if varied is None:

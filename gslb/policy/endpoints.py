@@ -78,13 +78,17 @@ def client_key(
     if isinstance(address, IPv6Address):
         mapped = address.ipv4_mapped
         if mapped is None:
-            host_bits = 128 - v6_prefix
-            network = int(address) >> host_bits << host_bits
-            return FAMILY_IPV6 + network.to_bytes(16, "big"), v6_prefix
+            return network_key(int(address), v6=True, prefix=v6_prefix), v6_prefix
         address = mapped
-    host_bits = 32 - v4_prefix
-    network = int(address) >> host_bits << host_bits
-    return FAMILY_IPV4 + network.to_bytes(4, "big"), v4_prefix
+    return network_key(int(address), v6=False, prefix=v4_prefix), v4_prefix
+
+
+def network_key(value: int, *, v6: bool, prefix: int) -> bytes:
+    """`client_key`'s key for an address given as an int of its family's width (no mapped
+    IPv4 here; the prefix already checked): the query path's shapes call it directly."""
+    host_bits = (128 if v6 else 32) - prefix
+    network = value >> host_bits << host_bits
+    return FAMILY_IPV6 + network.to_bytes(16, "big") if v6 else FAMILY_IPV4 + network.to_bytes(4, "big")
 
 
 def _check_members(members: Sequence[Member]) -> None:
