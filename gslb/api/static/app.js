@@ -244,7 +244,8 @@ function actionButton(kind, name, drained) {
 function datacenterViews(state) {
   const views = {};
   for (const dc of state.datacenters) {
-    views[dc.name] = { dc, state: dc.state, total: 0, up: 0, degraded: 0, down: 0, drained: 0, endpointDrains: [] };
+    // The api calls a datacenter drained when only endpoint drains keep it out, and names them.
+    views[dc.name] = { dc, state: dc.state, total: 0, up: 0, degraded: 0, down: 0, drained: 0, endpointDrains: dc.endpoint_drains };
   }
   for (const e of state.endpoints) {
     const v = views[e.datacenter];
@@ -252,16 +253,9 @@ function datacenterViews(state) {
     v.total += 1;
     if (e.drained) {
       v.drained += 1;
-      if (e.drain && e.drain.kind === "endpoint") v.endpointDrains.push(e.drain);
     } else {
       v[e.health] = (v[e.health] || 0) + 1;
     }
-  }
-  for (const v of Object.values(views)) {
-    // The api names a datacenter's endpoint drains (newer apis) and calls it drained when only
-    // they keep it out; for an older api the page says so when every endpoint is drained.
-    if (v.dc.endpoint_drains) v.endpointDrains = v.dc.endpoint_drains;
-    if (v.state !== "drained" && v.total > 0 && v.drained === v.total) v.state = "drained";
   }
   return views;
 }
@@ -454,12 +448,10 @@ function renderTraffic(traffic, state, audit) {
 }
 
 function proberCell(p) {
-  // A check that failed has no round trip: no RTT for it (the EWMA counts a failure as a full
-  // timeout, which reads like a slow endpoint); its reason instead.
-  // The api sends no EWMA for a failing or down endpoint (newer apis); the page holds the same
-  // line for an older one.
+  // A check that failed has no round trip: the api sends no EWMA for it (the EWMA counts a
+  // failure as a full timeout, which reads like a slow endpoint), and the reason instead.
   const parts = [`${p.prober}: ${p.health}`];
-  if (p.last_ok === true && p.health !== "down" && p.ewma_rtt_ms !== null) parts.push(`${p.ewma_rtt_ms.toFixed(1)} ms`);
+  if (p.ewma_rtt_ms !== null) parts.push(`${p.ewma_rtt_ms.toFixed(1)} ms`);
   if (p.last_check_age_s !== null) parts.push(`checked ${ago(p.last_check_age_s)}`);
   return el("div", { "data-prober": p.prober }, parts.join(", "));
 }
@@ -620,7 +612,7 @@ async function refresh() {
       return;
     }
     if (!me) await loadWhoami();
-    // An api without /v1/traffic (older) still shows its state.
+    // A failed /v1/traffic read (other than 401) does not keep the state from showing.
     const traffic = api("GET", "/v1/traffic").catch((e) => { if (e.status === 401) throw e; return null; });
     const [state, audit, figures] = await Promise.all([api("GET", "/v1/state"), api("GET", "/v1/audit?limit=15"), traffic]);
     render(state, figures, audit.entries);
